@@ -1,0 +1,1 @@
+"""Cornucopia library code: one module per job (see README, "How it works")."""

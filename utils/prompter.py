@@ -1,0 +1,74 @@
+"""Prompt templates: read `templates/<name>.json` and render or split prompts.
+
+The same Prompter renders the prompt at training and at inference time, so the
+model is asked exactly what it was taught to answer.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+DEFAULT_TEMPLATE = "fin_template"
+# Not a file: renders with the base model's own chat template (tokenizer.chat_template).
+CHAT_TEMPLATE = "chat"
+REQUIRED_KEYS = ("prompt_input", "prompt_no_input", "response_split")
+
+
+class TemplateError(ValueError):
+    pass
+
+
+def available_templates() -> list[str]:
+    return sorted(p.stem for p in TEMPLATES_DIR.glob("*.json")) + [CHAT_TEMPLATE]
+
+
+class Prompter:
+    def __init__(self, template_name: str = DEFAULT_TEMPLATE, tokenizer=None):
+        self.template_name = template_name or DEFAULT_TEMPLATE
+        self.tokenizer = tokenizer
+        if self.template_name == CHAT_TEMPLATE:
+            if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+                raise TemplateError(
+                    "Template 'chat' uses the base model's own chat template, but this "
+                    "tokenizer has none. Choose one of: "
+                    + ", ".join(t for t in available_templates() if t != CHAT_TEMPLATE)
+                )
+            self.template = None
+            return
+        path = TEMPLATES_DIR / f"{self.template_name}.json"
+        if not path.is_file():
+            raise TemplateError(
+                f"Unknown prompt template '{self.template_name}' (no file {path}). "
+                f"Available templates: {', '.join(available_templates())}."
+            )
+        try:
+            self.template = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise TemplateError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}): {e.msg}")
+        missing = [k for k in REQUIRED_KEYS if not isinstance(self.template.get(k), str)]
+        if missing:
+            raise TemplateError(f"{path}: template is missing the string field(s) {', '.join(missing)}")
+        # A template that has no {input} slot would silently drop the record's input.
+        if "{input}" not in self.template["prompt_input"]:
+            raise TemplateError(f"{path}: 'prompt_input' must contain an {{input}} slot")
+
+    def generate_prompt(self, instruction: str, input: str | None = None, label: str | None = None) -> str:
+        """The prompt for one record; with `label`, the answer is appended (no EOS)."""
+        if self.template is None:
+            content = f"{instruction}\n\n{input}" if input else instruction
+            prompt = self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+            )
+        elif input:
+            prompt = self.template["prompt_input"].format(instruction=instruction, input=input)
+        else:
+            prompt = self.template["prompt_no_input"].format(instruction=instruction)
+        return prompt + label if label else prompt
+
+    def get_response(self, output: str) -> str:
+        """The answer part of a decoded prompt + answer."""
+        if self.template is None:
+            return output
+        split = self.template["response_split"]
+        return output.split(split, 1)[1].strip() if split in output else output.strip()
