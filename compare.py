@@ -1,0 +1,44 @@
+"""Answer the same test cases with several models and write a side-by-side Markdown table.
+
+    python compare.py --base_model base_models/SmolLM2-135M-Instruct --lora_weights outputs/lora-fin \
+        --infer_data_path instruction_data/infer.json --output_dir outputs/comparison
+
+Compares the base alone and base + each adapter in --lora_weights (comma-separated);
+--models "name=BASE,name2=BASE@ADAPTER" adds any other (base, adapter) pairs.
+"""
+from __future__ import annotations
+
+from utils.cli import parse_bool, run
+
+
+def main(
+    base_model: str = "base_models/SmolLM2-135M-Instruct",
+    lora_weights="",
+    models="",
+    infer_data_path: str = "instruction_data/infer.json",
+    output_dir: str = "outputs/comparison",
+    load_8bit=False,
+    load_4bit=False,
+    prompt_template: str = "",
+    max_new_tokens: int = 128,
+    batch_size: int = 4,
+    repetition_penalty: float = 1.0,
+):
+    """Write OUTPUT_DIR/comparison.md and OUTPUT_DIR/<model>.jsonl."""
+    from utils import comparison, data
+
+    cases = data.load_records(infer_data_path, require_output=False)
+    try:
+        specs = comparison.model_specs(base_model, lora_weights, models)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}")
+    report = comparison.compare(
+        specs, cases, output_dir, load_8bit=parse_bool(load_8bit, "load_8bit"),
+        load_4bit=parse_bool(load_4bit, "load_4bit"), prompt_template=prompt_template or None,
+        batch_size=batch_size, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty,
+    )
+    print(report)
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,120 @@
+import json
+from pathlib import Path
+
+import pytest
+
+import finetune
+from conftest import RECORDS, run_script, write_json
+
+FAST = dict(load_8bit=False, micro_batch_size=2, batch_size=2, learning_rate=1e-2, cutoff_len=128, logging_steps=1)
+
+
+def logged_losses(output_dir):
+    state = sorted(Path(output_dir).glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name[11:]))
+    return [e["loss"] for e in json.loads(state[-1].read_text())["log_history"] if "loss" in e]
+
+
+def test_loss_goes_down_and_adapter_is_saved(tiny_model, train_file, tmp_path):
+    out = tmp_path / "lora"
+    summary = finetune.train(base_model=tiny_model, data_path=train_file, output_dir=str(out),
+                             max_steps=24, save_steps=24, **FAST)
+    losses = logged_losses(out)
+    assert len(losses) == 24
+    assert sum(losses[-4:]) / 4 < 0.9 * sum(losses[:4]) / 4, losses
+    adapter = out / "adapter_model.safetensors"
+    assert adapter.stat().st_size > 1000 and summary["adapter_bytes"] == adapter.stat().st_size
+    info = json.loads((out / "cornucopia.json").read_text())
+    assert info["prompt_template"] == "fin_template" and info["global_step"] == 24
+    assert summary["train_tokens"] > 0 and summary["train_tokens_per_second"] > 0
+
+
+def test_adapter_reloads_with_plain_peft_in_another_process(tiny_model, train_file, tmp_path):
+    out = tmp_path / "lora"
+    finetune.train(base_model=tiny_model, data_path=train_file, output_dir=str(out), max_steps=8, save_steps=8, **FAST)
+    code = f"""
+import torch
+from transformers import AutoModelForCausalLM
+from peft import PeftModel
+base = AutoModelForCausalLM.from_pretrained({tiny_model!r})
+ids = torch.tensor([[1, 10, 20, 30, 40]])
+before = base(input_ids=ids).logits
+model = PeftModel.from_pretrained(base, {str(out)!r})
+after = model(input_ids=ids).logits
+print("max_change", (after - before).abs().max().item())
+"""
+    done = run_script("-c", code)
+    assert done.returncode == 0, done.stderr[-2000:]
+    change = float(done.stdout.split("max_change")[1])
+    assert change > 1e-3
+
+
+def test_8bit_training_runs(tiny_model, train_file, tmp_path):
+    out = tmp_path / "lora8"
+    summary = finetune.train(base_model=tiny_model, data_path=train_file, output_dir=str(out),
+                             max_steps=3, save_steps=3, **{**FAST, "load_8bit": True})
+    assert summary["global_step"] == 3 and (out / "adapter_model.safetensors").stat().st_size > 1000
+
+
+def test_resume_from_checkpoint_runs_only_the_remaining_steps(tiny_model, train_file, tmp_path, monkeypatch):
+    import transformers
+
+    out = tmp_path / "lora"
+    finetune.train(base_model=tiny_model, data_path=train_file, output_dir=str(out), max_steps=4, save_steps=2, **FAST)
+    first_losses = logged_losses(out)
+    # As if the run had been killed after checkpoint-4: resume and go on to step 6.
+    calls = []
+    original = transformers.Trainer.training_step
+    monkeypatch.setattr(transformers.Trainer, "training_step",
+                        lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    summary = finetune.train(base_model=tiny_model, data_path=train_file, output_dir=str(out), max_steps=6,
+                             save_steps=2, resume_from_checkpoint=True, **FAST)
+    assert len(calls) == 2, "a resumed run must only do the steps after the checkpoint"
+    assert summary["global_step"] == 6
+    assert logged_losses(out)[:4] == first_losses
+
+
+def test_resume_from_a_folder_that_is_not_a_checkpoint(tiny_model, train_file, tmp_path):
+    from utils.training import TrainingError
+
+    with pytest.raises(TrainingError, match="not a Trainer checkpoint"):
+        finetune.train(base_model=tiny_model, data_path=train_file, output_dir=str(tmp_path / "o"),
+                       resume_from_checkpoint=str(tmp_path), **FAST)
+
+
+def test_validation_set_is_evaluated(tiny_model, train_file, tmp_path):
+    summary = finetune.train(base_model=tiny_model, data_path=train_file, output_dir=str(tmp_path / "o"),
+                             val_set_size=2, max_steps=4, save_steps=2, eval_steps=2, **FAST)
+    assert summary["eval_loss"] > 0
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("jsonl_with_text_line", ["line 2", "not valid JSON"]),
+    ("missing_output", ["record 2", "'output'"]),
+    ("empty", ["empty"]),
+    ("val_too_big", ["--val_set_size 50"]),
+    ("unknown_template", ["Unknown prompt template", "fin_template"]),
+    ("missing_base", ["does not exist"]),
+])
+def test_bad_input_is_one_clear_error(tiny_model, tmp_path, case, expected):
+    data = tmp_path / "data.json"
+    data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in RECORDS[:3]), encoding="utf-8")
+    args = ["--base_model", tiny_model, "--data_path", data, "--output_dir", tmp_path / "out", "--load_8bit", "False"]
+    if case == "jsonl_with_text_line":
+        data.write_text(json.dumps(RECORDS[0], ensure_ascii=False) + "\n{在这里放你的数据}\n", encoding="utf-8")
+    elif case == "missing_output":
+        write_json(data, [RECORDS[0], {"instruction": "q"}])
+    elif case == "empty":
+        data.write_text("", encoding="utf-8")
+    elif case == "val_too_big":
+        args += ["--val_set_size", "50"]
+    elif case == "unknown_template":
+        args += ["--prompt_template_name", "nope"]
+    elif case == "missing_base":
+        args[1] = tmp_path / "no-model"
+    done = run_script("finetune.py", *args, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "Traceback" not in done.stderr
+    for part in expected:
+        assert part in done.stderr
+    assert not (tmp_path / "out" / "adapter_model.safetensors").exists()

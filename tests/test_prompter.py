@@ -1,0 +1,53 @@
+import pytest
+
+from utils.prompter import Prompter, TemplateError, available_templates
+
+
+def test_fin_template_puts_input_in_the_prompt():
+    prompter = Prompter("fin_template")
+    with_input = prompter.generate_prompt("这笔贷款月供多少？", "本金100万元，30年，年利率3.5%")
+    without = prompter.generate_prompt("这笔贷款月供多少？")
+    assert "本金100万元，30年，年利率3.5%" in with_input
+    assert "这笔贷款月供多少？" in with_input and "这笔贷款月供多少？" in without
+    assert with_input != without and with_input.endswith("### 回答:\n")
+
+
+def test_original_template_names_exist():
+    for name in ("fin_template", "ori_template", "alpaca"):
+        assert name in available_templates()
+        assert Prompter(name).generate_prompt("q", "ctx").count("ctx") == 1
+
+
+def test_label_is_appended_and_response_split_recovers_it():
+    prompter = Prompter("ori_template")
+    full = prompter.generate_prompt("什么是基金？", label="基金是集合投资工具。")
+    assert full.endswith("基金是集合投资工具。")
+    assert prompter.get_response(full) == "基金是集合投资工具。"
+
+
+def test_unknown_template_lists_the_available_ones():
+    with pytest.raises(TemplateError) as err:
+        Prompter("no_such_template")
+    assert "no_such_template" in str(err.value)
+    assert "fin_template" in str(err.value) and "alpaca" in str(err.value)
+
+
+def test_template_without_input_slot_is_refused(tmp_path, monkeypatch):
+    import utils.prompter as prompter_module
+
+    (tmp_path / "broken.json").write_text(
+        '{"prompt_input": "问题：{instruction}", "prompt_no_input": "问题：{instruction}", "response_split": "答"}',
+        encoding="utf-8")
+    monkeypatch.setattr(prompter_module, "TEMPLATES_DIR", tmp_path)
+    with pytest.raises(TemplateError, match="input"):
+        Prompter("broken")
+
+
+def test_chat_template_uses_the_tokenizers_own(tiny_model):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    with pytest.raises(TemplateError, match="chat template"):
+        Prompter("chat", tokenizer)
+    tokenizer.chat_template = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}<|assistant|>"
+    assert Prompter("chat", tokenizer).generate_prompt("问", "资料") == "<|user|>问\n\n资料<|assistant|>"

@@ -1,0 +1,105 @@
+"""Answer the same test cases with several models and lay the answers side by side.
+
+A model is a base, alone or with a LoRA adapter. Each one's answers go to
+`<output_dir>/<label>.jsonl`; `comparison.md` holds one row per question and
+one column per model, as in the original Cornucopia README.
+"""
+from __future__ import annotations
+
+import gc
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from utils.cli import parse_list
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelSpec:
+    label: str
+    base_model: str
+    lora_weights: str | None = None
+
+
+def model_specs(base_model: str, lora_weights=None, models=None) -> list[ModelSpec]:
+    """The base alone, then base + each adapter; `models` adds `LABEL=BASE` or `LABEL=BASE@ADAPTER` entries."""
+    specs = []
+    if base_model:
+        specs.append(ModelSpec("base", base_model))
+        specs += [ModelSpec(Path(a).name or a, base_model, a) for a in parse_list(lora_weights)]
+    for entry in parse_list(models):
+        label, sep, target = entry.partition("=")
+        if not sep or not label or not target:
+            raise ValueError(f"--models entry {entry!r}: expected LABEL=BASE or LABEL=BASE@ADAPTER")
+        base, _, adapter = target.partition("@")
+        specs.append(ModelSpec(label, base, adapter or None))
+    if not specs:
+        raise ValueError("nothing to compare: give --base_model (and --lora_weights) or --models")
+    seen = {}
+    for spec in specs:  # two adapters both called `lora` must not overwrite each other's file
+        seen[spec.label] = seen.get(spec.label, 0) + 1
+        if seen[spec.label] > 1:
+            spec.label = f"{spec.label}-{seen[spec.label]}"
+    return specs
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\r", "").replace("\n", "<br>") if text else "—"
+
+
+def markdown_table(cases: list[dict], answers: dict[str, list[dict]]) -> str:
+    labels = list(answers)
+    lines = ["| # | 问题 | 参考答案 | " + " | ".join(labels) + " |",
+             "|---|---|---|" + "---|" * len(labels)]
+    for i, case in enumerate(cases):
+        question = case["instruction"] + (f"<br>（{case['input']}）" if case["input"] else "")
+        row = [str(i + 1), _cell(question), _cell(case["output"])]
+        row += [_cell(answers[label][i]["model_output"]) for label in labels]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def summary_table(specs: list[ModelSpec], answers: dict[str, list[dict]]) -> str:
+    from utils.inference import tokens_per_second
+
+    lines = ["| model | base | adapter | mean answer tokens | tokens/s |", "|---|---|---|---|---|"]
+    for spec in specs:
+        rows = answers[spec.label]
+        mean_tokens = sum(r["new_tokens"] for r in rows) / len(rows)
+        lines.append(f"| {spec.label} | {spec.base_model} | {spec.lora_weights or '—'} | "
+                     f"{mean_tokens:.1f} | {tokens_per_second(rows)} |")
+    return "\n".join(lines) + "\n"
+
+
+def compare(specs: list[ModelSpec], cases: list[dict], output_dir, load_8bit=False, load_4bit=False,
+            prompt_template=None, batch_size=4, **settings) -> Path:
+    import torch
+
+    from utils import inference, modeling
+    from utils.prompter import DEFAULT_TEMPLATE, Prompter
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    answers = {}
+    for spec in specs:
+        logger.info("Model '%s': %s%s", spec.label, spec.base_model,
+                    f" + {spec.lora_weights}" if spec.lora_weights else " (alone)")
+        model, tokenizer = modeling.load_for_inference(spec.base_model, spec.lora_weights, load_8bit, load_4bit)
+        prompter = Prompter(modeling.resolve_template_name(prompt_template, spec.lora_weights, DEFAULT_TEMPLATE),
+                            tokenizer)
+        rows = inference.answer_cases(model, tokenizer, prompter, cases, batch_size=batch_size, **settings)
+        inference.write_jsonl(rows, output_dir / f"{spec.label}.jsonl")
+        answers[spec.label] = rows
+        del model
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    report = output_dir / "comparison.md"
+    report.write_text(
+        "# 模型对比 / Model comparison\n\n" + summary_table(specs, answers) + "\n" + markdown_table(cases, answers),
+        encoding="utf-8",
+    )
+    logger.info("Side-by-side table: %s", report)
+    return report
