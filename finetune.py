@@ -106,6 +106,11 @@ def train(
         data_collator=DataCollatorForSeq2Seq(tokenizer, pad_to_multiple_of=8, padding=True, return_tensors="pt"),
     )
     model.config.use_cache = False  # the KV cache is useless in training and warns with checkpointing
+    if training.world_size() > 1:
+        import torch.distributed as dist
+
+        logger.info("DDP: %d processes, backend %s, %d gradient accumulation step(s) each",
+                    dist.get_world_size(), dist.get_backend(), args.gradient_accumulation_steps)
     if checkpoint:
         logger.info("Resuming from %s", checkpoint)
     started = time.perf_counter()

@@ -1,0 +1,39 @@
+from conftest import RECORDS, run_script, write_json
+from utils.comparison import ModelSpec, markdown_table, model_specs
+
+
+def test_specs_cover_base_each_adapter_and_extra_pairs():
+    specs = model_specs("B", "runs/a,other/a", "q=Q@runs/x,plain=P")
+    assert [(s.label, s.base_model, s.lora_weights) for s in specs] == [
+        ("base", "B", None), ("a", "B", "runs/a"), ("a-2", "B", "other/a"), ("q", "Q", "runs/x"), ("plain", "P", None)]
+
+
+def test_markdown_table_has_a_row_per_question_and_a_column_per_model():
+    cases = [{"instruction": "问|题", "input": "", "output": "参考\n答案"}, {"instruction": "二", "input": "x", "output": ""}]
+    answers = {"base": [{"model_output": "甲"}, {"model_output": ""}], "ft": [{"model_output": "乙|"}, {"model_output": "丁"}]}
+    lines = markdown_table(cases, answers).strip().splitlines()
+    assert lines[0] == "| # | 问题 | 参考答案 | base | ft |"
+    assert lines[2] == "| 1 | 问\\|题 | 参考<br>答案 | 甲 | 乙\\| |"
+    assert lines[3] == "| 2 | 二<br>（x） | — | — | 丁 |"
+    assert len(lines) == 4
+
+
+def test_comparison_script_runs_base_and_adapter(tiny_model, tmp_path):
+
+    data = write_json(tmp_path / "train.json", RECORDS)
+    out = tmp_path / "lora"
+    done = run_script("finetune.py", "--base_model", tiny_model, "--data_path", data, "--output_dir", out,
+                      "--load_8bit", "False", "--max_steps", "6", "--learning_rate", "1e-2", "--micro_batch_size", "2",
+                      "--batch_size", "2", "--cutoff_len", "128")
+    assert done.returncode == 0, done.stderr[-2000:]
+    cases = write_json(tmp_path / "cases.json", RECORDS[:3])
+    report_dir = tmp_path / "cmp" / "nested"
+    done = run_script("compare.py", "--base_model", tiny_model, "--lora_weights", out, "--infer_data_path", cases,
+                      "--output_dir", report_dir, "--max_new_tokens", "6")
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = (report_dir / "comparison.md").read_text(encoding="utf-8")
+    assert "| # | 问题 | 参考答案 | base | lora |" in table
+    for case in RECORDS[:3]:
+        assert case["instruction"] in table
+    assert len((report_dir / "base.jsonl").read_text().splitlines()) == 3
+    assert len((report_dir / "lora.jsonl").read_text().splitlines()) == 3
