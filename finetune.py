@@ -7,6 +7,7 @@ Multi-GPU (or 2 CPU processes): torchrun --nproc_per_node 2 finetune.py ...
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import resource
@@ -33,7 +34,7 @@ def train(
     max_steps: int = -1,
     learning_rate: float = 3e-4,
     warmup_steps: float = 0.05,  # a float below 1 is a fraction of all steps
-    cutoff_len: int = 512,
+    cutoff_len: int = 768,
     val_set_size: int = 0,
     eval_steps: int = 50,
     save_steps: int = 50,
@@ -146,6 +147,7 @@ def train(
     }
     if val_set is not None:
         summary["eval_loss"] = round(trainer.evaluate()["eval_loss"], 4)
+    (Path(output_dir) / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     logger.info("Adapter saved and checked: %s", summary)
     return summary
 

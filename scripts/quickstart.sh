@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The whole pipeline on a fresh machine, CPU or GPU: set up .venv, fetch the embedded base model,
+# fine-tune it briefly with 8-bit LoRA on instruction_data/fin_data.json, answer instruction_data/infer.json,
+# and compare the base with the fine-tuned model side by side.
+#   QUICKSTART_DIR   where everything goes (outputs/quickstart)
+#   NUM_EPOCHS (3)  BATCH_SIZE (8)  LEARNING_RATE (1e-3)  MAX_NEW_TOKENS (128)  and any setting of
+#   scripts/finetune.sh, scripts/infer.sh and scripts/comparison_test.sh, passed through the environment.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+source scripts/setup_env.sh
+
+OUT="${QUICKSTART_DIR:-outputs/quickstart}"
+mkdir -p "$OUT"
+bash base_models/load.sh
+
+echo "== 1/3 fine-tuning (8-bit LoRA) -> $OUT/lora"
+OUTPUT_DIR="$OUT/lora" NUM_EPOCHS="${NUM_EPOCHS:-3}" BATCH_SIZE="${BATCH_SIZE:-8}" \
+  LEARNING_RATE="${LEARNING_RATE:-1e-3}" bash scripts/finetune.sh --group_by_length True
+
+echo "== 2/3 answering instruction_data/infer.json with base + adapter -> $OUT/infer_results.jsonl"
+LORA_WEIGHTS="$OUT/lora" OUTPUT_PATH="$OUT/infer_results.jsonl" MAX_NEW_TOKENS="${MAX_NEW_TOKENS:-128}" \
+  bash scripts/infer.sh
+
+echo "== 3/3 comparing the base alone with base + adapter -> $OUT/comparison"
+LORA_WEIGHTS="$OUT/lora" OUTPUT_DIR="$OUT/comparison" MAX_NEW_TOKENS="${MAX_NEW_TOKENS:-128}" \
+  bash scripts/comparison_test.sh
+
+cat <<DONE
+
+Done. Outputs:
+  base model           base_models/SmolLM2-135M-Instruct/
+  LoRA adapter         $OUT/lora/adapter_model.safetensors  (+ adapter_config.json, cornucopia.json)
+  training figures     $OUT/lora/train_summary.json
+  answers (JSONL)      $OUT/infer_results.jsonl
+  comparison table     $OUT/comparison/comparison.md
+  answers per model    $OUT/comparison/base.jsonl, $OUT/comparison/lora.jsonl
+DONE

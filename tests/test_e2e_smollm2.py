@@ -1,0 +1,77 @@
+"""End-to-end on the embedded default base (SmolLM2-135M-Instruct), as the quickstart runs it."""
+import json
+import shutil
+import time
+
+import pytest
+
+from conftest import ROOT, run_script, write_json
+
+DATA = json.loads((ROOT / "instruction_data" / "fin_data.json").read_text(encoding="utf-8"))
+CASES = json.loads((ROOT / "instruction_data" / "infer.json").read_text(encoding="utf-8"))
+
+
+def test_fetch_is_idempotent_and_checked(smollm2):
+    marker = json.loads((ROOT / "base_models" / "SmolLM2-135M-Instruct" / ".fetched.json").read_text())
+    assert marker["sha256"] == "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja"):
+        assert (ROOT / "base_models" / "SmolLM2-135M-Instruct" / name).is_file()
+    started = time.perf_counter()
+    done = run_script("-m", "utils.base_models")
+    assert done.returncode == 0 and "nothing to do" in done.stderr
+    assert time.perf_counter() - started < 30
+
+
+def test_hub_model_without_network_stops_with_advice():
+    done = run_script("-m", "utils.base_models", "Qwen2.5-7B-Instruct", env={"HF_HUB_OFFLINE": "1"}, timeout=60)
+    assert done.returncode == 1
+    assert "Qwen/Qwen2.5-7B-Instruct" in done.stderr and "place its files" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (ROOT / "base_models" / "Qwen2.5-7B-Instruct").exists()
+
+
+@pytest.fixture(scope="module")
+def smollm2_adapter(smollm2, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("smollm2")
+    data = write_json(folder / "train.json", DATA[:8])
+    out = folder / "lora"
+    done = run_script("finetune.py", "--base_model", smollm2, "--data_path", data, "--output_dir", out,
+                      "--max_steps", "4", "--micro_batch_size", "2", "--batch_size", "2", "--learning_rate", "2e-3",
+                      "--cutoff_len", "384", "--save_steps", "4")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "8-bit" in done.stderr  # the default is 8-bit LoRA, as in Cornucopia
+    yield out
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_adapter_reloads_with_plain_peft_and_changes_the_output(smollm2, smollm2_adapter):
+    code = f"""
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from peft import PeftModel
+tok = AutoTokenizer.from_pretrained({smollm2!r})
+base = AutoModelForCausalLM.from_pretrained({smollm2!r})
+ids = tok("### 问题:\\n什么是基金定投？\\n\\n### 回答:\\n", return_tensors="pt").input_ids
+with torch.no_grad():
+    before = base(input_ids=ids).logits
+    model = PeftModel.from_pretrained(base, {str(smollm2_adapter)!r})
+    after = model(input_ids=ids).logits
+print("max_change", (after - before).abs().max().item())
+"""
+    done = run_script("-c", code)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert float(done.stdout.split("max_change")[1]) > 1e-2
+
+
+def test_infer_and_compare_on_the_embedded_base(smollm2, smollm2_adapter, tmp_path):
+    cases = write_json(tmp_path / "cases.json", CASES[:2])
+    out = tmp_path / "cmp"
+    done = run_script("compare.py", "--base_model", smollm2, "--lora_weights", smollm2_adapter,
+                      "--infer_data_path", cases, "--output_dir", out, "--max_new_tokens", "24", "--batch_size", "2")
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = (out / "comparison.md").read_text(encoding="utf-8")
+    assert CASES[0]["instruction"] in table and "| base | lora |" in table
+    base = [json.loads(line) for line in open(out / "base.jsonl", encoding="utf-8")]
+    tuned = [json.loads(line) for line in open(out / "lora.jsonl", encoding="utf-8")]
+    assert all(row["model_output"] for row in base + tuned)
+    assert all(row["new_tokens"] > 0 for row in base + tuned)
