@@ -118,6 +118,8 @@ def train(
     result = trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - started
 
+    # Evaluation gathers across processes, so every process takes part before rank 0 saves alone.
+    eval_loss = trainer.evaluate()["eval_loss"] if val_set is not None else None
     if not trainer.is_world_process_zero():
         return None
     trainer.save_model(output_dir)
@@ -145,8 +147,8 @@ def train(
         "adapter_bytes": size,
         "adapter": str(Path(output_dir) / training.ADAPTER_FILE),
     }
-    if val_set is not None:
-        summary["eval_loss"] = round(trainer.evaluate()["eval_loss"], 4)
+    if eval_loss is not None:
+        summary["eval_loss"] = round(eval_loss, 4)
     (Path(output_dir) / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     logger.info("Adapter saved and checked: %s", summary)
     return summary

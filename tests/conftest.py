@@ -77,3 +77,24 @@ def run_script(*args, input=None, env=None, timeout=600) -> subprocess.Completed
     """Run one of the project's entry scripts with this interpreter, from the repo root."""
     return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
                           input=input, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+PLAIN_PEFT_RELOAD = """
+import sys, torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from peft import PeftModel
+base_dir, adapter_dir, prompt = sys.argv[1:4]
+ids = AutoTokenizer.from_pretrained(base_dir)(prompt, return_tensors="pt").input_ids
+base = AutoModelForCausalLM.from_pretrained(base_dir)
+with torch.no_grad():
+    before = base(input_ids=ids).logits
+    after = PeftModel.from_pretrained(base, adapter_dir)(input_ids=ids).logits
+print("max_change", (after - before).abs().max().item())
+"""
+
+
+def logit_change_with_plain_peft(base_dir, adapter_dir, prompt: str) -> float:
+    """Load base + adapter with nothing but transformers and PEFT, in a separate process; how far the logits move."""
+    done = run_script("-c", PLAIN_PEFT_RELOAD, base_dir, adapter_dir, prompt)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return float(done.stdout.split("max_change")[1])

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, run_script, write_json
+from conftest import ROOT, logit_change_with_plain_peft, run_script, write_json
 
 DATA = json.loads((ROOT / "instruction_data" / "fin_data.json").read_text(encoding="utf-8"))
 CASES = json.loads((ROOT / "instruction_data" / "infer.json").read_text(encoding="utf-8"))
@@ -45,22 +45,8 @@ def smollm2_adapter(smollm2, tmp_path_factory):
 
 
 def test_adapter_reloads_with_plain_peft_and_changes_the_output(smollm2, smollm2_adapter):
-    code = f"""
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
-from peft import PeftModel
-tok = AutoTokenizer.from_pretrained({smollm2!r})
-base = AutoModelForCausalLM.from_pretrained({smollm2!r})
-ids = tok("### 问题:\\n什么是基金定投？\\n\\n### 回答:\\n", return_tensors="pt").input_ids
-with torch.no_grad():
-    before = base(input_ids=ids).logits
-    model = PeftModel.from_pretrained(base, {str(smollm2_adapter)!r})
-    after = model(input_ids=ids).logits
-print("max_change", (after - before).abs().max().item())
-"""
-    done = run_script("-c", code)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert float(done.stdout.split("max_change")[1]) > 1e-2
+    prompt = "### 问题:\n什么是基金定投？\n\n### 回答:\n"
+    assert logit_change_with_plain_peft(smollm2, smollm2_adapter, prompt) > 1e-2
 
 
 def test_infer_and_compare_on_the_embedded_base(smollm2, smollm2_adapter, tmp_path):

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 import finetune
-from conftest import RECORDS, run_script, write_json
+from conftest import RECORDS, logit_change_with_plain_peft, run_script, write_json
 
 FAST = dict(load_8bit=False, micro_batch_size=2, batch_size=2, learning_rate=1e-2, cutoff_len=128, logging_steps=1)
 
@@ -31,21 +31,7 @@ def test_loss_goes_down_and_adapter_is_saved(tiny_model, train_file, tmp_path):
 def test_adapter_reloads_with_plain_peft_in_another_process(tiny_model, train_file, tmp_path):
     out = tmp_path / "lora"
     finetune.train(base_model=tiny_model, data_path=train_file, output_dir=str(out), max_steps=8, save_steps=8, **FAST)
-    code = f"""
-import torch
-from transformers import AutoModelForCausalLM
-from peft import PeftModel
-base = AutoModelForCausalLM.from_pretrained({tiny_model!r})
-ids = torch.tensor([[1, 10, 20, 30, 40]])
-before = base(input_ids=ids).logits
-model = PeftModel.from_pretrained(base, {str(out)!r})
-after = model(input_ids=ids).logits
-print("max_change", (after - before).abs().max().item())
-"""
-    done = run_script("-c", code)
-    assert done.returncode == 0, done.stderr[-2000:]
-    change = float(done.stdout.split("max_change")[1])
-    assert change > 1e-3
+    assert logit_change_with_plain_peft(tiny_model, out, "什么是股票？") > 1e-3
 
 
 def test_8bit_training_runs(tiny_model, train_file, tmp_path):
@@ -118,3 +104,17 @@ def test_bad_input_is_one_clear_error(tiny_model, tmp_path, case, expected):
     for part in expected:
         assert part in done.stderr
     assert not (tmp_path / "out" / "adapter_model.safetensors").exists()
+
+
+def test_wandb_logs_offline_only_when_a_project_is_given(tiny_model, train_file, tmp_path):
+    common = ["finetune.py", "--base_model", tiny_model, "--data_path", train_file, "--load_8bit", "False",
+              "--max_steps", "2", "--micro_batch_size", "2", "--batch_size", "2", "--cutoff_len", "128"]
+    env = {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "wb")}
+    (tmp_path / "wb").mkdir()
+    done = run_script(*common, "--output_dir", tmp_path / "plain", env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not list((tmp_path / "wb").rglob("*.wandb"))
+    done = run_script(*common, "--output_dir", tmp_path / "logged", "--wandb_project", "cornucopia-test",
+                      "--wandb_run_name", "tiny", env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert list((tmp_path / "wb").rglob("offline-run-*/*.wandb"))
