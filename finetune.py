@@ -60,7 +60,7 @@ def train(
     """Fine-tune BASE_MODEL with LoRA on DATA_PATH and save the adapter in OUTPUT_DIR."""
     from transformers import DataCollatorForSeq2Seq, Trainer, set_seed
 
-    from utils import data, modeling, training
+    from utils import data, data_check, modeling, training
     from utils.prompter import Prompter
 
     load_8bit, load_4bit = parse_bool(load_8bit, "load_8bit"), parse_bool(load_4bit, "load_4bit")
@@ -73,7 +73,7 @@ def train(
     set_seed(seed)
 
     # Check the data and the template before spending time on the model.
-    records = data.load_records(data_path)
+    records = data_check.load_checked_records(data_path)
     train_records, val_records = data.split_train_val(records, val_set_size, seed, data_path)
     tokenizer = modeling.load_tokenizer(base_model, padding_side="right")
     prompter = Prompter(prompt_template_name, tokenizer)

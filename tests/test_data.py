@@ -77,7 +77,7 @@ def test_missing_file(tmp_path):
 
 def test_inference_cases_may_omit_the_reference(tmp_path):
     cases = load_records(write_json(tmp_path / "c.json", [{"instruction": "q"}]), require_output=False)
-    assert cases == [{"instruction": "q", "input": "", "output": ""}]
+    assert cases == [{"instruction": "q", "input": "", "output": "", "history": []}]
 
 
 def test_validation_split_is_deterministic_and_checked():
@@ -87,3 +87,75 @@ def test_validation_split_is_deterministic_and_checked():
     assert split_train_val(RECORDS, 0) == (RECORDS, [])
     with pytest.raises(DataError, match="val_set_size 8 is not smaller than the 8 records"):
         split_train_val(RECORDS, 8, path="x.json")
+
+
+def test_every_assistant_turn_is_learned_and_every_prompt_masked(tokenizer):
+    prompter = Prompter("fin_template")
+    record = {"instruction": "那赎回呢？", "input": "", "output": "赎回也按未知价。",
+              "history": [["基金怎么申购？", "按当日净值申购。"]]}
+    row = tokenize_record(record, prompter, tokenizer, cutoff_len=1024)
+    eos = tokenizer.eos_token_id
+    p1 = tokenizer(prompter.generate_prompt("基金怎么申购？"))["input_ids"]
+    a1 = tokenizer("按当日净值申购。", add_special_tokens=False)["input_ids"] + [eos]
+    p2 = tokenizer(prompter.generate_prompt("那赎回呢？"), add_special_tokens=False)["input_ids"]
+    a2 = tokenizer("赎回也按未知价。", add_special_tokens=False)["input_ids"] + [eos]
+    assert row["input_ids"] == p1 + a1 + p2 + a2
+    assert row["labels"] == [IGNORE_INDEX] * len(p1) + a1 + [IGNORE_INDEX] * len(p2) + a2
+    # At inference the same conversation is one prompt ending where the last answer starts.
+    assert prompter.prompt_for(record, "</s>") == (prompter.generate_prompt("基金怎么申购？") + "按当日净值申购。</s>"
+                                                   + prompter.generate_prompt("那赎回呢？"))
+
+
+def test_chat_template_turns_rebuild_the_rendered_conversation(tokenizer):
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer.name_or_path)
+    tokenizer.chat_template = ("{% for m in messages %}<{{ m.role }}>{{ m.content }}{% if m.role == 'assistant' %}"
+                               "</s>{% endif %}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}")
+    prompter = Prompter("chat", tokenizer)
+    record = {"instruction": "q2", "input": "", "output": "a2", "history": [["q1", "a1"]]}
+    turns = prompter.turns(record)
+    assert turns == [("<user>q1<assistant>", "a1"), ("<user>q2<assistant>", "a2")]
+    assert "".join(p + a + "</s>" for p, a in turns) == tokenizer.apply_chat_template(
+        [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"},
+         {"role": "user", "content": "q2"}, {"role": "assistant", "content": "a2"}], tokenize=False)
+
+
+def test_sharegpt_conversations_become_history(tmp_path):
+    path = write_json(tmp_path / "sg.json", [{"conversations": [
+        {"from": "system", "value": "你是理财顾问"}, {"from": "human", "value": "问1"}, {"from": "gpt", "value": "答1"},
+        {"from": "human", "value": "问2"}, {"from": "gpt", "value": "答2"}]}])
+    [record] = load_records(path)
+    assert (record["instruction"], record["output"], record["history"]) == ("问2", "答2", [["问1", "答1"]])
+    bad = write_json(tmp_path / "bad.json", [{"conversations": [{"from": "human", "value": "问"}]}])
+    with pytest.raises(DataError, match="record 1: field 'conversations' must alternate"):
+        load_records(bad)
+
+
+def test_csv_files_are_read_with_line_numbers(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text('instruction,input,output,topic\n什么是LPR？,,贷款市场报价利率,贷款\n"多行\n问题",,"",贷款\n',
+                    encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        load_records(path)
+    assert "record 2 (line 4): field 'output' is empty" in str(err.value)
+    path.write_text("question,answer\nq,a\n", encoding="utf-8")
+    with pytest.raises(DataError, match="header row with the columns instruction,input,output"):
+        load_records(path)
+
+
+def test_all_unusable_records_are_reported_at_once(tmp_path):
+    path = tmp_path / "many.jsonl"
+    path.write_text('{"instruction": "a", "output": "b"}\n{bad\n{"instruction": "", "output": "b"}\n'
+                    '{"instruction": "c", "output": "d", "history": [["only question"]]}\n', encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        load_records(path)
+    message = str(err.value)
+    assert f"{path}: line 2: not valid JSON" in message
+    assert "record 3 (line 3): field 'instruction' is empty" in message
+    assert "record 4 (line 4): field 'history' must be a list of [question, answer] pairs" in message
+
+
+def test_a_dataset_name_that_cannot_be_fetched_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(DataError, match="no such data file, and loading it as a `datasets` data set failed"):
+        load_records("someone/some-finance-data")

@@ -13,7 +13,7 @@ logger = logging.getLogger(__name__)
 
 def answer_cases(model, tokenizer, prompter, cases: list[dict], batch_size: int = 4, **settings) -> list[dict]:
     """One row per case: instruction, input, reference output, model output, new tokens, seconds."""
-    prompts = [prompter.generate_prompt(case["instruction"], case["input"]) for case in cases]
+    prompts = [prompter.prompt_for(case, tokenizer.eos_token or "") for case in cases]
     answers = generate(model, tokenizer, prompts, batch_size=batch_size, **settings)
     return [
         {

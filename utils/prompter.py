@@ -66,6 +66,33 @@ class Prompter:
             prompt = self.template["prompt_no_input"].format(instruction=instruction)
         return prompt + label if label else prompt
 
+    def turns(self, record: dict) -> list[tuple[str, str]]:
+        """(prompt, answer) for each turn of a record: its history, then its own question and answer.
+
+        The record's `input` belongs to its last question. With a chat template the
+        prompts are the pieces of the rendered conversation between the answers.
+        """
+        pairs = [(q, "", a) for q, a in record.get("history") or []]
+        pairs.append((record["instruction"], record.get("input", ""), record.get("output", "")))
+        if self.template is not None:
+            return [(self.generate_prompt(q, i), a) for q, i, a in pairs]
+        messages, emitted, turns = [], "", []
+        eos = self.tokenizer.eos_token or ""
+        for question, input, answer in pairs:
+            messages.append({"role": "user", "content": f"{question}\n\n{input}" if input else question})
+            full = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            # The piece after what was already emitted; a template that rewrites the past keeps it whole.
+            prompt = full[len(emitted):] if full.startswith(emitted) else full
+            turns.append((prompt, answer))
+            emitted += prompt + answer + eos
+            messages.append({"role": "assistant", "content": answer})
+        return turns
+
+    def prompt_for(self, record: dict, eos_token: str = "") -> str:
+        """The whole prompt to answer a record's last question, earlier turns (answers + EOS) included."""
+        turns = self.turns(record)
+        return "".join(p + a + eos_token for p, a in turns[:-1]) + turns[-1][0]
+
     def get_response(self, output: str) -> str:
         """The answer part of a decoded prompt + answer."""
         if self.template is None:

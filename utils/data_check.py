@@ -1,0 +1,176 @@
+"""Check a data file before a long run: what is wrong with each record, duplicates, lengths, topics.
+
+    python -m utils.data_check instruction_data/fin_data.json --tokenizer base_models/SmolLM2-135M-Instruct
+
+Reports every unusable record (invalid JSON with line and column, missing, empty or
+non-string fields), exact and near duplicates, records that --cutoff_len would
+truncate and by how much, counts per topic and token-length percentiles. Exits 1
+when any record is unusable. finetune.py runs the same checks before it loads a model.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+
+from utils.data import DataError, Problem, Row, check_rows, raise_if_unusable, tokenize_record
+
+logger = logging.getLogger(__name__)
+
+# Two questions whose instruction+input share at least this share of character 5-grams
+# (Jaccard) are near duplicates: at 0.8 they differ by little more than punctuation or a word.
+NEAR_DUPLICATE_THRESHOLD = 0.8
+NGRAM = 5
+
+
+def char_ngrams(text: str, n: int = NGRAM) -> frozenset[str]:
+    # White space, punctuation (？ or ?) and case do not make two questions different.
+    text = "".join(c for c in text.lower() if not c.isspace() and not unicodedata.category(c).startswith("P"))
+    return frozenset(text[i:i + n] for i in range(max(1, len(text) - n + 1)))
+
+
+def jaccard(a: frozenset, b: frozenset) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+def question_text(record: dict) -> str:
+    return "\n".join([record["instruction"], record.get("input", "")])
+
+
+def duplicate_problems(path, rows: list[Row], threshold: float = NEAR_DUPLICATE_THRESHOLD) -> list[Problem]:
+    """Exact duplicates (same history, question and input) and near duplicates of the question."""
+    problems, first_seen = [], {}
+    grams = [char_ngrams(question_text(row.raw)) for row in rows]
+    for k, row in enumerate(rows):
+        key = (str(row.raw.get("history")), row.raw["instruction"].strip(), row.raw["input"].strip())
+        if key in first_seen:
+            problems.append(Problem(str(path), row.number, row.line,
+                                    f"exact duplicate of record {first_seen[key]} (same instruction and input)",
+                                    fatal=False))
+            continue
+        first_seen[key] = row.number
+        for j in range(k):
+            # Jaccard >= t needs the smaller set to be at least t times the larger one.
+            small, large = sorted((len(grams[k]), len(grams[j])))
+            if small < threshold * large:
+                continue
+            score = jaccard(grams[k], grams[j])
+            if score >= threshold and (str(rows[j].raw.get("history")), rows[j].raw["instruction"].strip(),
+                                       rows[j].raw["input"].strip()) != key:
+                problems.append(Problem(str(path), row.number, row.line,
+                                        f"near duplicate of record {rows[j].number} (character {NGRAM}-gram "
+                                        f"Jaccard {score:.2f} >= {threshold})", fatal=False))
+                break
+    return problems
+
+
+def length_problems(path, rows: list[Row], prompter, tokenizer, cutoff_len: int) -> tuple[list[Problem], list[int]]:
+    """Records that --cutoff_len cuts (and by how much), and every record's token length."""
+    problems, lengths = [], []
+    for row in rows:
+        tokens = tokenize_record(row.raw, prompter, tokenizer, None)
+        n = len(tokens["input_ids"])
+        lengths.append(n)
+        if n <= cutoff_len:
+            continue
+        prompt_tokens = next(i for i, label in enumerate(tokens["labels"]) if label != -100)
+        if prompt_tokens >= cutoff_len:
+            problems.append(Problem(str(path), row.number, row.line,
+                                    f"the prompt alone has {prompt_tokens} tokens, at least --cutoff_len {cutoff_len}: "
+                                    f"nothing of the answer would be learned"))
+        else:
+            problems.append(Problem(str(path), row.number, row.line,
+                                    f"would be truncated at --cutoff_len {cutoff_len}: {n} tokens, {n - cutoff_len} "
+                                    f"cut from the end of the answer", fatal=False))
+    return problems, lengths
+
+
+def percentiles(values: list[int], points=(50, 90, 99, 100)) -> dict[int, int]:
+    ordered = sorted(values)
+    return {p: ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] for p in points} if ordered else {}
+
+
+@dataclass
+class Report:
+    path: str
+    rows: list[Row]
+    problems: list[Problem]
+    topics: Counter = field(default_factory=Counter)
+    lengths: list[int] = field(default_factory=list)
+
+    @property
+    def unusable(self) -> list[Problem]:
+        return [p for p in self.problems if p.fatal]
+
+    def render(self) -> str:
+        lines = [f"{self.path}: {len(self.rows)} usable record(s), {len(self.unusable)} unusable problem(s), "
+                 f"{len(self.problems) - len(self.unusable)} warning(s)"]
+        lines += [("ERROR   " if p.fatal else "WARNING ") + str(p) for p in self.problems]
+        if self.topics:
+            lines.append("records per topic: " + ", ".join(f"{t} {n}" for t, n in self.topics.most_common()))
+        kinds = Counter("multi-turn" if r.raw.get("history") else "with input" if r.raw["input"] else "plain"
+                        for r in self.rows)
+        lines.append("records by kind: " + ", ".join(f"{k} {n}" for k, n in kinds.most_common()))
+        if self.lengths:
+            lines.append("tokens per record: " + ", ".join(f"p{p} {v}" for p, v in percentiles(self.lengths).items())
+                         + f", total {sum(self.lengths)}")
+        return "\n".join(lines)
+
+
+def check_file(path, tokenizer=None, prompter=None, cutoff_len: int = 768, require_output: bool = True,
+               threshold: float = NEAR_DUPLICATE_THRESHOLD) -> Report:
+    """All the checks on one file; file-level faults (an empty file, a broken JSON list) raise DataError."""
+    rows, problems = check_rows(path, require_output)
+    problems += duplicate_problems(path, rows, threshold)
+    lengths = []
+    if tokenizer is not None:
+        more, lengths = length_problems(path, rows, prompter, tokenizer, cutoff_len)
+        problems += more
+    problems.sort(key=lambda p: (p.number or 0, p.line or 0))
+    topics = Counter(str(row.raw["topic"]) for row in rows if row.raw.get("topic"))
+    return Report(str(path), rows, problems, topics, lengths)
+
+
+def load_checked_records(path) -> list[dict]:
+    """finetune.py's data loading: unusable records stop the run, duplicates are logged as warnings.
+
+    Truncation is left to utils.data.build_dataset, which tokenizes anyway.
+    """
+    report = check_file(path)
+    raise_if_unusable(path, report.problems)
+    warnings = [p for p in report.problems if not p.fatal]
+    for problem in warnings[:10]:
+        logger.warning("%s", problem)
+    if len(warnings) > 10:
+        logger.warning("... and %d more warnings: run `python -m utils.data_check %s`", len(warnings) - 10, path)
+    return [row.raw for row in report.rows]
+
+
+def main(path: str, tokenizer: str = "", cutoff_len: int = 768, prompt_template: str = "fin_template",
+         threshold: float = NEAR_DUPLICATE_THRESHOLD, require_output=True):
+    """Check PATH (JSON list, JSON Lines or CSV); with --tokenizer BASE also lengths and truncation."""
+    from utils.cli import parse_bool
+    from utils.prompter import Prompter
+
+    tok = prompter = None
+    if tokenizer:
+        from utils.modeling import load_tokenizer
+
+        tok = load_tokenizer(tokenizer)
+        prompter = Prompter(prompt_template, tok)
+    try:
+        report = check_file(path, tok, prompter, cutoff_len, parse_bool(require_output, "require_output"), threshold)
+    except DataError as err:
+        print(f"ERROR   {err}")
+        sys.exit(1)
+    print(report.render())
+    if report.unusable:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    from utils.cli import run
+
+    run(main)
