@@ -41,6 +41,7 @@ def train(
     logging_steps: int = 5,
     seed: int = 42,
     gradient_checkpointing=False,
+    bf16=None,
     # lora
     lora_r: int = 8,
     lora_alpha: int = 16,
@@ -101,6 +102,7 @@ def train(
         eval_steps=eval_steps, save_steps=save_steps, logging_steps=logging_steps, max_steps=max_steps,
         warmup_steps=warmup_steps, group_by_length=group_by_length, seed=seed,
         wandb_run_name=wandb_run_name, report_to_wandb=bool(wandb_project),
+        bf16=None if bf16 is None else parse_bool(bf16, "bf16"),
     )
     trainer = Trainer(
         model=model, args=args, train_dataset=train_set, eval_dataset=val_set,

@@ -56,11 +56,12 @@ def find_checkpoint(resume_from_checkpoint, output_dir) -> str | None:
 def build_training_arguments(output_dir, micro_batch_size, gradient_accumulation_steps, num_epochs,
                              learning_rate, has_validation, eval_steps, save_steps, logging_steps,
                              max_steps, warmup_steps, group_by_length, seed, wandb_run_name,
-                             report_to_wandb):
+                             report_to_wandb, bf16=None):
     from transformers import TrainingArguments
 
     cuda = torch.cuda.is_available()
-    bf16 = cuda and torch.cuda.is_bf16_supported()
+    if bf16 is None:  # auto: mixed precision on GPUs; on CPU only when asked (fast where the CPU has AMX)
+        bf16 = cuda and torch.cuda.is_bf16_supported()
     return TrainingArguments(
         output_dir=output_dir,
         per_device_train_batch_size=micro_batch_size,
