@@ -22,12 +22,14 @@ def main(
     prompt_template: str = "",
     max_new_tokens: int = 128,
     batch_size: int = 4,
+    limit: int = 0,
     repetition_penalty: float = 1.0,
 ):
     """Write OUTPUT_DIR/comparison.md and OUTPUT_DIR/<model>.jsonl."""
     from utils import comparison, data
 
     cases = data.load_records(infer_data_path, require_output=False)
+    cases = cases[:limit] if limit > 0 else cases  # the first N cases only: a quick look
     try:
         specs = comparison.model_specs(base_model, lora_weights, models)
     except ValueError as err:

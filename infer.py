@@ -25,6 +25,7 @@ def main(
     output_path: str = "outputs/infer_results.jsonl",
     max_new_tokens: int = 256,
     batch_size: int = 4,
+    limit: int = 0,
     do_sample=False,
     temperature: float = 0.7,
     top_p: float = 0.9,
@@ -45,6 +46,8 @@ def main(
         raise SystemExit("error: --use_lora True needs --lora_weights PATH")
     infer_data_path = infer_data_path or instruct_dir
     cases = data.load_records(infer_data_path, require_output=False) if infer_data_path else None
+    if cases and limit > 0:
+        cases = cases[:limit]  # the first N cases only: a quick look
 
     model, tokenizer = modeling.load_for_inference(
         base_model, lora_weights or None, parse_bool(load_8bit, "load_8bit"), parse_bool(load_4bit, "load_4bit"))

@@ -6,7 +6,7 @@
 #   MODELS           more pairs: "label=BASE,label2=BASE@ADAPTER"        (empty)
 #   INFER_DATA_PATH  (instruction_data/infer.json)
 #   OUTPUT_DIR       created if missing; gets comparison.md and <model>.jsonl  (outputs/comparison)
-#   LOAD_8BIT (False)  MAX_NEW_TOKENS (128)  BATCH_SIZE (4)
+#   LOAD_8BIT (False)  MAX_NEW_TOKENS (128)  BATCH_SIZE (4)  LIMIT (0 = all cases; N = the first N)
 #   TEMPLATE         prompt template for all models; empty = each adapter's own
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,4 +25,5 @@ exec "$PYTHON" compare.py \
   --load_8bit "${LOAD_8BIT:-False}" \
   --max_new_tokens "${MAX_NEW_TOKENS:-128}" \
   --batch_size "${BATCH_SIZE:-4}" \
+  --limit "${LIMIT:-0}" \
   "$@"

@@ -5,7 +5,7 @@
 #   LORA_WEIGHTS     adapter folder; empty = the base alone   (outputs/lora-fin)
 #   INFER_DATA_PATH  test cases; empty = interactive prompt  (instruction_data/infer.json)
 #   OUTPUT_PATH      JSONL of answers                        (outputs/infer_results.jsonl)
-#   LOAD_8BIT (False)  MAX_NEW_TOKENS (256)  BATCH_SIZE (4)
+#   LOAD_8BIT (False)  MAX_NEW_TOKENS (256)  BATCH_SIZE (4)  LIMIT (0 = all cases; N = the first N)
 #   TEMPLATE         prompt template; empty = the one the adapter was trained with
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,4 +22,5 @@ exec "$PYTHON" infer.py \
   --load_8bit "${LOAD_8BIT:-False}" \
   --max_new_tokens "${MAX_NEW_TOKENS:-256}" \
   --batch_size "${BATCH_SIZE:-4}" \
+  --limit "${LIMIT:-0}" \
   "$@"
