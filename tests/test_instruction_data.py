@@ -14,7 +14,9 @@ TEST = ROOT / "instruction_data" / "infer.json"
 TOPICS = ["保险", "银行理财", "股票与交易规则", "基金", "贷款与房贷", "信用卡", "社保与公积金", "债券", "期货与期权",
           "外汇与跨境", "个人所得税", "养老金/个人养老金", "票据与支付结算", "反诈骗与合规", "公司财报阅读"]
 # A test case whose question (instruction + input) shares this much of its character 5-grams with a
-# training question (Jaccard) counts as leaked. Unrelated questions on one topic score below 0.15 here.
+# training question (Jaccard, punctuation and spaces ignored) counts as leaked. In the shipped data the
+# median test case scores 0.01 against its closest training question, and the closest pair, two different
+# questions about a 个人养老金 account (withdrawal rules vs. eligible products), scores 0.42.
 LEAKAGE_THRESHOLD = 0.5
 
 train = load_records(TRAIN)
