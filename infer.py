@@ -32,6 +32,7 @@ def main(
     top_k: int = 40,
     num_beams: int = 1,
     repetition_penalty: float = 1.0,
+    score=False,
     # the original Cornucopia's flag names
     instruct_dir: str = "",
     use_lora=None,
@@ -62,7 +63,28 @@ def main(
     inference.write_jsonl(rows, output_path)
     logger.info("%d cases, %.1f new tokens/s at batch size %d (%s)", len(rows), inference.tokens_per_second(rows),
                 batch_size, "base + " + lora_weights if lora_weights else "base alone")
+    if parse_bool(score, "score"):
+        write_scores(model, tokenizer, prompter, cases, rows, output_path, batch_size)
     return None
+
+
+def write_scores(model, tokenizer, prompter, cases, rows, output_path, batch_size) -> None:
+    """ROUGE/BLEU of the answers and the teacher-forced loss of the references, next to the answers."""
+    import json
+    from pathlib import Path
+
+    from utils.evaluation import reference_loss
+    from utils.inference import tokens_per_second
+    from utils.metrics import score_answers
+
+    referenced = [case for case in cases if case["output"]]
+    if not referenced:
+        raise SystemExit("error: --score needs reference answers ('output') in the test cases")
+    scores = {**score_answers(rows), **reference_loss(model, tokenizer, prompter, referenced, batch_size),
+              "tokens_per_second": tokens_per_second(rows)}
+    path = Path(output_path).with_suffix(".scores.json")
+    path.write_text(json.dumps(scores, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    logger.info("Scores %s -> %s", scores, path)
 
 
 def interactive(model, tokenizer, prompter, settings) -> None:

@@ -1,4 +1,7 @@
+import json
+
 from conftest import RECORDS, run_script, write_json
+from test_exam import ceval_folder
 from utils.comparison import ModelSpec, markdown_table, model_specs
 
 
@@ -28,8 +31,10 @@ def test_comparison_script_runs_base_and_adapter(tiny_model, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     cases = write_json(tmp_path / "cases.json", RECORDS[:3])
     report_dir = tmp_path / "cmp" / "nested"
+    exam = ceval_folder(tmp_path / "exam")
     done = run_script("compare.py", "--base_model", tiny_model, "--lora_weights", out, "--infer_data_path", cases,
-                      "--output_dir", report_dir, "--max_new_tokens", "6")
+                      "--output_dir", report_dir, "--max_new_tokens", "6", "--general_data_path", data,
+                      "--exam_dir", exam, "--k_shot", "1")
     assert done.returncode == 0, done.stderr[-2000:]
     table = (report_dir / "comparison.md").read_text(encoding="utf-8")
     assert "| # | 问题 | 参考答案 | base | lora |" in table
@@ -37,3 +42,14 @@ def test_comparison_script_runs_base_and_adapter(tiny_model, tmp_path):
         assert case["instruction"] in table
     assert len((report_dir / "base.jsonl").read_text().splitlines()) == 3
     assert len((report_dir / "lora.jsonl").read_text().splitlines()) == 3
+    metrics = json.loads((report_dir / "metrics.json").read_text(encoding="utf-8"))["models"]
+    assert list(metrics) == ["base", "lora"]
+    for m in metrics.values():
+        for key in ("fin_loss", "general_loss", "rouge-l", "char-rouge-l", "bleu-4", "exam_accuracy", "tokens_per_second"):
+            assert isinstance(m[key], (int, float)), key
+    # The adapter was trained on these very records: it must predict them better than the base.
+    assert metrics["lora"]["general_loss"] < metrics["base"]["general_loss"]
+    rows = (report_dir / "metrics.md").read_text(encoding="utf-8").splitlines()
+    assert rows[0].startswith("| model | held-out fin. loss") and [r.split(" | ")[0] for r in rows[2:]] == ["| base", "| lora"]
+    page = (report_dir / "report.html").read_text(encoding="utf-8")
+    assert page.count("<table>") == 2 and 'src="data:image/png;base64,' in page and "什么是股票？" in page

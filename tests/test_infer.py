@@ -77,3 +77,12 @@ def test_adapter_from_another_base_is_a_clear_error(adapter, tmp_path):
                       write_json(tmp_path / "c.json", RECORDS[:1]), "--output_path", tmp_path / "o.jsonl")
     assert done.returncode == 1 and "trained on another base" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_score_flag_writes_reference_scores(tiny_model, adapter, tmp_path):
+    cases = write_json(tmp_path / "cases.json", RECORDS[:3])
+    run_infer(tiny_model, cases, tmp_path / "s.jsonl", lora_weights=adapter, score=True)
+    scores = json.loads((tmp_path / "s.scores.json").read_text(encoding="utf-8"))
+    for key in ("rouge-1", "rouge-2", "rouge-l", "bleu-4", "char-rouge-l", "loss", "perplexity", "tokens_per_second"):
+        assert isinstance(scores[key], (int, float)), key
+    assert scores["scored_cases"] == 3 and scores["perplexity"] > 1

@@ -61,28 +61,26 @@ def markdown_table(cases: list[dict], answers: dict[str, list[dict]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def summary_table(specs: list[ModelSpec], answers: dict[str, list[dict]]) -> str:
-    from utils.inference import tokens_per_second
-
-    lines = ["| model | base | adapter | mean answer tokens | tokens/s |", "|---|---|---|---|---|"]
-    for spec in specs:
-        rows = answers[spec.label]
-        mean_tokens = sum(r["new_tokens"] for r in rows) / len(rows)
-        lines.append(f"| {spec.label} | {spec.base_model} | {spec.lora_weights or '—'} | "
-                     f"{mean_tokens:.1f} | {tokens_per_second(rows)} |")
-    return "\n".join(lines) + "\n"
-
-
 def compare(specs: list[ModelSpec], cases: list[dict], output_dir, load_8bit=False, load_4bit=False,
-            prompt_template=None, batch_size=4, **settings) -> Path:
+            prompt_template=None, batch_size=4, general_cases=None, exam=None, k_shot=0, **settings) -> dict:
+    """Answer `cases` with every model and measure it; returns the report's paths.
+
+    Per model: reference scores of its answers (ROUGE, BLEU, character ROUGE-L), the teacher-forced
+    loss of the financial references and, if given, of a general-domain set (forgetting), the
+    accuracy on a multiple-choice exam, and generation speed.
+    """
     import torch
 
-    from utils import inference, modeling
+    from utils import inference, modeling, report
+    from utils.evaluation import reference_loss
+    from utils.exam import evaluate_exam
+    from utils.metrics import score_answers
     from utils.prompter import DEFAULT_TEMPLATE, Prompter
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    answers = {}
+    answers, metrics = {}, {}
+    referenced = [c for c in cases if c["output"]]
     for spec in specs:
         logger.info("Model '%s': %s%s", spec.label, spec.base_model,
                     f" + {spec.lora_weights}" if spec.lora_weights else " (alone)")
@@ -92,14 +90,26 @@ def compare(specs: list[ModelSpec], cases: list[dict], output_dir, load_8bit=Fal
         rows = inference.answer_cases(model, tokenizer, prompter, cases, batch_size=batch_size, **settings)
         inference.write_jsonl(rows, output_dir / f"{spec.label}.jsonl")
         answers[spec.label] = rows
+        m = {"base_model": spec.base_model, "lora_weights": spec.lora_weights, "template": prompter.template_name}
+        m.update(score_answers(rows))
+        m["tokens_per_second"] = inference.tokens_per_second(rows)
+        if referenced:
+            fin = reference_loss(model, tokenizer, prompter, referenced, batch_size)
+            m.update(fin_loss=fin["loss"], fin_perplexity=fin["perplexity"], fin_loss_per_char=fin["loss_per_char"])
+        if general_cases:
+            m["general_loss"] = reference_loss(model, tokenizer, prompter, general_cases, batch_size)["loss"]
+        if exam is not None:
+            result = evaluate_exam(model, tokenizer, *exam, k_shot=k_shot, batch_size=batch_size)
+            m["exam_accuracy"] = result["subjects"]["overall"]["accuracy"]
+            m["exam_subjects"] = {s: r["accuracy"] for s, r in result["subjects"].items() if s != "overall"}
+        metrics[spec.label] = m
+        logger.info("Model '%s': %s", spec.label, {k: v for k, v in m.items() if isinstance(v, (int, float))})
         del model
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    report = output_dir / "comparison.md"
-    report.write_text(
-        "# 模型对比 / Model comparison\n\n" + summary_table(specs, answers) + "\n" + markdown_table(cases, answers),
-        encoding="utf-8",
-    )
-    logger.info("Side-by-side table: %s", report)
-    return report
+    run_settings = {"cases": len(cases), "k_shot": k_shot, "load_8bit": load_8bit, "load_4bit": load_4bit,
+                    **{k: v for k, v in settings.items() if v is not None}}
+    paths = report.write_report(output_dir, metrics, cases, answers, markdown_table(cases, answers), run_settings)
+    logger.info("Report: %s", ", ".join(str(p) for p in paths.values()))
+    return paths
