@@ -95,3 +95,18 @@ def test_evaluate_command_scores_a_ceval_folder_by_path(tiny_model, tmp_path):
         results = json.loads((out / "exam_results.json").read_text(encoding="utf-8"))
         assert results["subjects"]["overall"]["total"] == 4 and results["method"] == method
         assert "| bank |" in (out / "exam_results.md").read_text(encoding="utf-8")
+
+
+def test_shipped_exam_and_general_set():
+    from conftest import ROOT
+    from utils.data import load_records
+
+    scored, shots = load_exam(ROOT / "evaluation_data" / "fin_exam")
+    assert len(scored) >= 4 and sum(len(q) for q in scored.values()) >= 40
+    assert all(len(shots[s]) >= 5 for s in scored)
+    for questions in scored.values():  # no letter may be a free pass
+        letters = [q.answer for q in questions]
+        assert max(letters.count(x) for x in "ABCD") <= len(letters) / 2
+    general = load_records(ROOT / "evaluation_data" / "general.json")
+    langs = [r["lang"] for r in general]
+    assert len(general) >= 30 and langs.count("zh") >= 10 and langs.count("en") >= 10

@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 import finetune
 from conftest import RECORDS, logit_change_with_plain_peft, run_script, write_json
@@ -67,10 +68,21 @@ def test_resume_from_a_folder_that_is_not_a_checkpoint(tiny_model, train_file, t
                        resume_from_checkpoint=str(tmp_path), **FAST)
 
 
-def test_validation_set_is_evaluated(tiny_model, train_file, tmp_path):
-    summary = finetune.train(base_model=tiny_model, data_path=train_file, output_dir=str(tmp_path / "o"),
-                             val_set_size=2, max_steps=4, save_steps=2, eval_steps=2, **FAST)
-    assert summary["eval_loss"] > 0
+def test_validation_loss_picks_the_checkpoint_that_is_saved(tiny_model, train_file, tmp_path):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "o"
+    summary = finetune.train(base_model=tiny_model, data_path=train_file, output_dir=str(out),
+                             val_set_size=2, max_steps=6, save_steps=2, eval_steps=2, **FAST)
+    state = json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())
+    evals = {e["step"]: e["eval_loss"] for e in state["log_history"] if "eval_loss" in e}
+    assert sorted(evals) == [2, 4, 6]
+    best_step = min(evals, key=evals.get)
+    assert state["best_model_checkpoint"].endswith(f"checkpoint-{best_step}")
+    assert summary["eval_loss"] == pytest.approx(evals[best_step], abs=1e-4)
+    saved = load_file(str(out / "adapter_model.safetensors"))
+    best = load_file(str(out / f"checkpoint-{best_step}" / "adapter_model.safetensors"))
+    assert all(torch.equal(saved[k], best[k]) for k in saved)
 
 
 @pytest.mark.parametrize("case, expected", [

@@ -100,6 +100,7 @@ table {{ border-collapse: collapse; margin: 1em 0; font-size: 13px; }}
 th, td {{ border: 1px solid #bbb; padding: 4px 8px; vertical-align: top; text-align: left; }}
 th {{ background: #f0f0f0; }} td {{ max-width: 28em; }}
 .settings {{ color: #555; font-size: 12px; }}
+img {{ max-width: 100%; }}
 </style></head><body>
 <h1>模型对比 / Model comparison</h1>
 <p class="settings">{html.escape(settings_text)}</p>
