@@ -181,6 +181,7 @@ def check_adapter_fits(model, adapter_path) -> None:
     with safe_open(str(weights), framework="pt") as f:
         for key in f.keys():
             if ".lora_A." not in key and ".lora_B." not in key:
+                check_full_tensor_fits(modules, key, f.get_slice(key).get_shape(), weights, base_name)
                 continue
             module_name = key.split(".lora_")[0].removeprefix("base_model.model.")
             shape = f.get_slice(key).get_shape()
@@ -197,6 +198,19 @@ def check_adapter_fits(model, adapter_path) -> None:
                     f"{weights}: tensor '{key}' has size {got} where this base model's layer '{module_name}' "
                     f"has {expected}. The adapter was trained on another base ({base_name})."
                 )
+
+
+def check_full_tensor_fits(modules, key, shape, weights, base_name) -> None:
+    """A whole trained module saved in the adapter (modules_to_save, e.g. resized embeddings) must match the base."""
+    module_name, _, param = key.removeprefix("base_model.model.").rpartition(".")
+    layer = modules.get(module_name)
+    current = getattr(layer, param, None) if layer is not None else None
+    if current is not None and tuple(current.shape) != tuple(shape):
+        raise ModelLoadError(
+            f"{weights}: tensor '{key}' has shape {tuple(shape)} where this base model's '{module_name}.{param}' has "
+            f"{tuple(current.shape)}. The adapter was trained on another base ({base_name}), e.g. one with an "
+            f"extended vocabulary: use that base."
+        )
 
 
 def load_adapter(model, lora_weights: str, is_trainable: bool = False):

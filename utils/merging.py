@@ -1,0 +1,60 @@
+"""Fold a LoRA adapter into its base and save a plain Hugging Face model."""
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from utils import modeling
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def merge_adapter(base_model: str, lora_weights: str, output_dir, dtype: str = "float16") -> Path:
+    """Base + adapter -> one model in OUTPUT_DIR (safetensors, tokenizer, cornucopia.json).
+
+    Everything is checked and merged in memory and written to a temporary folder
+    beside OUTPUT_DIR, which then takes its place: a mismatch or a crash leaves no
+    half-written model.
+    """
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    if dtype not in DTYPES:
+        raise modeling.ModelLoadError(f"--dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    path = modeling.resolve_model_path(base_model)
+    # Merge in float32 whatever the target dtype, so that rounding happens once, at the end.
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    modeling.check_adapter_fits(model, lora_weights)
+    model = PeftModel.from_pretrained(model, lora_weights).merge_and_unload()
+    model = model.to(DTYPES[dtype])
+    from transformers import AutoTokenizer
+
+    # finetune.py saves the tokenizer with the adapter (it may have been extended); else the base's.
+    has_own = (Path(lora_weights) / "tokenizer_config.json").is_file()
+    tokenizer = AutoTokenizer.from_pretrained(lora_weights if has_own else path)
+    info = modeling.read_run_info(lora_weights)
+
+    output_dir = Path(output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}-", dir=output_dir.parent))
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        from utils.training import write_run_info
+
+        write_run_info(staging, kind="merged", base_model=base_model, lora_weights=str(lora_weights), dtype=dtype,
+                       prompt_template=info.get("prompt_template"))
+        if output_dir.exists():
+            shutil.rmtree(output_dir)
+        staging.rename(output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info("Merged %s into %s (%s): %s", lora_weights, base_model, dtype, output_dir)
+    return output_dir
