@@ -43,6 +43,7 @@ def run(fn) -> None:
     import fire
 
     from utils.data import DataError
+    from utils.gguf_export import ExportError
     from utils.modeling import ModelLoadError
     from utils.prompter import TemplateError
     from utils.training import TrainingError
@@ -50,6 +51,6 @@ def run(fn) -> None:
     setup_logging()
     try:
         fire.Fire(fn)
-    except (DataError, TemplateError, ModelLoadError, TrainingError) as err:
+    except (DataError, TemplateError, ModelLoadError, TrainingError, ExportError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
