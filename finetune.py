@@ -47,6 +47,7 @@ def train(
     lora_alpha: int = 16,
     lora_dropout: float = 0.05,
     lora_target_modules=None,
+    modules_to_save=None,
     # llm
     train_on_inputs=False,
     add_eos_token=True,
@@ -93,8 +94,11 @@ def train(
             os.environ["WANDB_LOG_MODEL"] = wandb_log_model
 
     model = modeling.load_base_model(base_model, load_8bit=load_8bit, load_4bit=load_4bit)
+    # A base whose vocabulary was extended says which new modules must learn (extend_vocab.py).
+    modules_to_save = parse_list(modules_to_save) or modeling.read_run_info(
+        modeling.resolve_model_path(base_model)).get("modules_to_save", [])
     model = modeling.attach_lora(model, lora_r, lora_alpha, lora_dropout, parse_list(lora_target_modules),
-                                 gradient_checkpointing)
+                                 gradient_checkpointing, modules_to_save)
     args = training.build_training_arguments(
         output_dir=output_dir, micro_batch_size=micro_batch_size,
         gradient_accumulation_steps=training.gradient_accumulation(batch_size, micro_batch_size),

@@ -143,8 +143,12 @@ def default_lora_target_modules(model) -> list[str]:
 
 
 def attach_lora(model, lora_r=8, lora_alpha=16, lora_dropout=0.05, target_modules=None,
-                gradient_checkpointing=False):
-    """Wrap the base in a trainable LoRA PeftModel (k-bit bases are prepared first)."""
+                gradient_checkpointing=False, modules_to_save=None):
+    """Wrap the base in a trainable LoRA PeftModel (k-bit bases are prepared first).
+
+    `modules_to_save` are trained in full beside LoRA (e.g. the embeddings and LM head of an
+    extended vocabulary); where the two are tied, PEFT keeps the trained copies tied.
+    """
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if getattr(model, "is_loaded_in_8bit", False) or getattr(model, "is_loaded_in_4bit", False):
@@ -153,15 +157,19 @@ def attach_lora(model, lora_r=8, lora_alpha=16, lora_dropout=0.05, target_module
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
     target_modules = list(target_modules) if target_modules else default_lora_target_modules(model)
+    tied = bool(getattr(model.config, "tie_word_embeddings", False))
     config = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-                        target_modules=target_modules, bias="none", task_type="CAUSAL_LM")
+                        target_modules=target_modules, bias="none", task_type="CAUSAL_LM",
+                        modules_to_save=list(modules_to_save) if modules_to_save else None,
+                        ensure_weight_tying=bool(modules_to_save) and tied)
     try:
         model = get_peft_model(model, config)
     except ValueError as err:
         raise ModelLoadError(f"LoRA target modules {target_modules} do not fit this model: {err}") from err
     trainable, total = model.get_nb_trainable_parameters()
-    logger.info("LoRA r=%d alpha=%d on %s: %d trainable of %d parameters (%.3f%%)",
-                lora_r, lora_alpha, target_modules, trainable, total, 100 * trainable / total)
+    logger.info("LoRA r=%d alpha=%d on %s%s: %d trainable of %d parameters (%.3f%%)",
+                lora_r, lora_alpha, target_modules, f", training {list(modules_to_save)} in full" if modules_to_save else "",
+                trainable, total, 100 * trainable / total)
     return model
 
 
