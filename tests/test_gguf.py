@@ -65,3 +65,21 @@ def test_q8_0_export_and_unknown_type(small_llama, tmp_path):
     assert (got - expected).abs().max() < 0.05 * expected.abs().max()
     with pytest.raises(ExportError, match="--gguf must be one of"):
         export_gguf(folder, "q3_weird")
+
+
+def test_4bit_types_use_llama_cpp_or_say_how_to_get_it(small_llama, tmp_path):
+    import importlib.util
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(small_llama, folder)
+    if importlib.util.find_spec("llama_cpp") is None:
+        with pytest.raises(ExportError, match="setup_llama_cpp.sh --runtime"):
+            export_gguf(folder, "q4_0")
+        return
+    from llama_cpp import Llama
+
+    gguf = export_gguf(folder, "q4_0")
+    assert gguf.name == "model-q4_0.gguf" and gguf.stat().st_size < (folder / "model-f16.gguf").stat().st_size
+    llm = Llama(model_path=str(gguf), n_ctx=256, verbose=False)
+    assert len(list(zip(range(4), llm.generate([1, 2000, 3000], temp=0.0)))) == 4

@@ -50,7 +50,8 @@ def generate(model, tokenizer, prompts: list[str], batch_size: int = 4, progress
             eos = (row == tokenizer.eos_token_id).nonzero()
             count = int(eos[0]) + 1 if len(eos) else len(row)
             results.append({
-                "text": tokenizer.decode(row[:count], skip_special_tokens=True).strip(),
+                # A cut at max_new_tokens can split a character's bytes: drop the dangling half.
+                "text": tokenizer.decode(row[:count], skip_special_tokens=True).strip().rstrip("\ufffd"),
                 "new_tokens": count,
                 "seconds": round(seconds / len(batch), 3),
             })
