@@ -77,9 +77,9 @@ def test_4bit_types_use_llama_cpp_or_say_how_to_get_it(small_llama, tmp_path):
         with pytest.raises(ExportError, match="setup_llama_cpp.sh --runtime"):
             export_gguf(folder, "q4_0")
         return
-    from llama_cpp import Llama
+    from gguf import GGMLQuantizationType, GGUFReader
 
     gguf = export_gguf(folder, "q4_0")
     assert gguf.name == "model-q4_0.gguf" and gguf.stat().st_size < (folder / "model-f16.gguf").stat().st_size
-    llm = Llama(model_path=str(gguf), n_ctx=256, verbose=False)
-    assert len(list(zip(range(4), llm.generate([1, 2000, 3000], temp=0.0)))) == 4
+    types = {t.tensor_type for t in GGUFReader(gguf).tensors}
+    assert GGMLQuantizationType.Q4_0 in types
