@@ -2,7 +2,7 @@ import json
 
 from conftest import RECORDS, run_script, write_json
 from test_exam import ceval_folder
-from utils.comparison import ModelSpec, markdown_table, model_specs
+from utils.comparison import markdown_table, model_specs
 
 
 def test_specs_cover_base_each_adapter_and_extra_pairs():

@@ -8,7 +8,6 @@ that the piece used to be split into, so the extended model first behaves as bef
 """
 from __future__ import annotations
 
-import json
 import logging
 import re
 import tempfile
