@@ -37,6 +37,8 @@ Done. Outputs:
   LoRA adapter         $OUT/lora/adapter_model.safetensors  (+ adapter_config.json, cornucopia.json)
   training figures     $OUT/lora/train_summary.json
   answers (JSONL)      $OUT/infer_results.jsonl
-  comparison table     $OUT/comparison/comparison.md
+  comparison           $OUT/comparison/comparison.md   (metrics table + answers side by side)
+  metrics              $OUT/comparison/metrics.md, $OUT/comparison/metrics.json
+  report page          $OUT/comparison/report.html     (tables + bar chart)
   answers per model    $OUT/comparison/base.jsonl, $OUT/comparison/lora.jsonl
 DONE
