@@ -34,7 +34,7 @@ def train(
     max_steps: int = -1,
     learning_rate: float = 3e-4,
     warmup_steps: float = 0.05,  # a float below 1 is a fraction of all steps
-    cutoff_len: int = 768,
+    cutoff_len: int = 1280,
     val_set_size: int = 0,
     eval_steps: int = 50,
     save_steps: int = 50,

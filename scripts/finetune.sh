@@ -5,7 +5,7 @@
 #   DATA_PATH         training data, JSON list/JSONL  (instruction_data/fin_data.json)
 #   OUTPUT_DIR        where the adapter is saved      (outputs/lora-fin)
 #   TEMPLATE          prompt template name            (fin_template)
-#   NUM_EPOCHS (3)  BATCH_SIZE (16)  MICRO_BATCH_SIZE (4)  LEARNING_RATE (3e-4)  CUTOFF_LEN (768)
+#   NUM_EPOCHS (3)  BATCH_SIZE (16)  MICRO_BATCH_SIZE (4)  LEARNING_RATE (3e-4)  CUTOFF_LEN (1280)
 #   VAL_SET_SIZE (0)  LOAD_8BIT (True)  LOAD_4BIT (False: True means QLoRA, nf4)
 #   NPROC             processes/GPUs (1). Multi-GPU switch: NPROC=2 bash scripts/finetune.sh runs
 #                     torchrun --nproc_per_node 2 (DDP; NCCL on GPUs, gloo on CPU).
@@ -25,7 +25,7 @@ args=(
   --batch_size "${BATCH_SIZE:-16}"
   --micro_batch_size "${MICRO_BATCH_SIZE:-4}"
   --learning_rate "${LEARNING_RATE:-3e-4}"
-  --cutoff_len "${CUTOFF_LEN:-768}"
+  --cutoff_len "${CUTOFF_LEN:-1280}"
   --val_set_size "${VAL_SET_SIZE:-0}"
   --load_8bit "${LOAD_8BIT:-True}"
   --load_4bit "${LOAD_4BIT:-False}"

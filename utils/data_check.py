@@ -119,7 +119,7 @@ class Report:
         return "\n".join(lines)
 
 
-def check_file(path, tokenizer=None, prompter=None, cutoff_len: int = 768, require_output: bool = True,
+def check_file(path, tokenizer=None, prompter=None, cutoff_len: int = 1280, require_output: bool = True,
                threshold: float = NEAR_DUPLICATE_THRESHOLD) -> Report:
     """All the checks on one file; file-level faults (an empty file, a broken JSON list) raise DataError."""
     rows, problems = check_rows(path, require_output)
@@ -148,7 +148,7 @@ def load_checked_records(path) -> list[dict]:
     return [row.raw for row in report.rows]
 
 
-def main(path: str, tokenizer: str = "", cutoff_len: int = 768, prompt_template: str = "fin_template",
+def main(path: str, tokenizer: str = "", cutoff_len: int = 1280, prompt_template: str = "fin_template",
          threshold: float = NEAR_DUPLICATE_THRESHOLD, require_output=True):
     """Check PATH (JSON list, JSON Lines or CSV); with --tokenizer BASE also lengths and truncation."""
     from utils.cli import parse_bool
