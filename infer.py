@@ -39,7 +39,6 @@ def main(
 ):
     """Answer INFER_DATA_PATH (JSON list or JSONL of {instruction, input, output}) into OUTPUT_PATH."""
     from utils import data, inference, modeling
-    from utils.prompter import DEFAULT_TEMPLATE, Prompter
 
     if use_lora is not None and not parse_bool(use_lora, "use_lora"):
         lora_weights = ""  # --use_lora False means the base alone, whatever --lora_weights says
@@ -52,7 +51,7 @@ def main(
 
     model, tokenizer = modeling.load_for_inference(
         base_model, lora_weights or None, parse_bool(load_8bit, "load_8bit"), parse_bool(load_4bit, "load_4bit"))
-    prompter = Prompter(modeling.resolve_template_name(prompt_template, lora_weights, DEFAULT_TEMPLATE), tokenizer)
+    prompter = modeling.inference_prompter(tokenizer, prompt_template, lora_weights)
     settings = dict(max_new_tokens=max_new_tokens, do_sample=parse_bool(do_sample, "do_sample"),
                     temperature=temperature, top_p=top_p, top_k=top_k, num_beams=num_beams,
                     repetition_penalty=repetition_penalty)

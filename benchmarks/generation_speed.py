@@ -23,12 +23,11 @@ def main(base_model: str = "base_models/SmolLM2-135M-Instruct", lora_weights: st
 
     from utils import data, modeling
     from utils.generation import generate
-    from utils.prompter import DEFAULT_TEMPLATE, Prompter
 
     cases = data.load_records(infer_data_path, require_output=False)[:num_cases]
     model, tokenizer = modeling.load_for_inference(base_model, lora_weights or None, parse_bool(load_8bit, "load_8bit"),
                                                    parse_bool(load_4bit, "load_4bit"))
-    prompter = Prompter(modeling.resolve_template_name("", lora_weights, DEFAULT_TEMPLATE), tokenizer)
+    prompter = modeling.inference_prompter(tokenizer, lora_weights=lora_weights)
     prompts = [prompter.generate_prompt(c["instruction"], c["input"]) for c in cases]
     generate(model, tokenizer, prompts[:1], batch_size=1, max_new_tokens=4, progress=False)  # warm-up
     print(f"| batch size | cases | new tokens | seconds | new tokens/s |  ({base_model}"

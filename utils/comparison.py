@@ -75,7 +75,6 @@ def compare(specs: list[ModelSpec], cases: list[dict], output_dir, load_8bit=Fal
     from utils.evaluation import reference_loss
     from utils.exam import evaluate_exam
     from utils.metrics import score_answers
-    from utils.prompter import DEFAULT_TEMPLATE, Prompter
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -85,8 +84,7 @@ def compare(specs: list[ModelSpec], cases: list[dict], output_dir, load_8bit=Fal
         logger.info("Model '%s': %s%s", spec.label, spec.base_model,
                     f" + {spec.lora_weights}" if spec.lora_weights else " (alone)")
         model, tokenizer = modeling.load_for_inference(spec.base_model, spec.lora_weights, load_8bit, load_4bit)
-        prompter = Prompter(modeling.resolve_template_name(prompt_template, spec.lora_weights, DEFAULT_TEMPLATE),
-                            tokenizer)
+        prompter = modeling.inference_prompter(tokenizer, prompt_template, spec.lora_weights)
         rows = inference.answer_cases(model, tokenizer, prompter, cases, batch_size=batch_size, **settings)
         inference.write_jsonl(rows, output_dir / f"{spec.label}.jsonl")
         answers[spec.label] = rows

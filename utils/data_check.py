@@ -57,8 +57,7 @@ def duplicate_problems(path, rows: list[Row], threshold: float = NEAR_DUPLICATE_
             if small < threshold * large:
                 continue
             score = jaccard(grams[k], grams[j])
-            if score >= threshold and (str(rows[j].raw.get("history")), rows[j].raw["instruction"].strip(),
-                                       rows[j].raw["input"].strip()) != key:
+            if score >= threshold:  # an exact duplicate of an earlier record was reported above
                 problems.append(Problem(str(path), row.number, row.line,
                                         f"near duplicate of record {rows[j].number} (character {NGRAM}-gram "
                                         f"Jaccard {score:.2f} >= {threshold})", fatal=False))

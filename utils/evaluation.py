@@ -49,12 +49,11 @@ def main(base_model: str = "base_models/SmolLM2-135M-Instruct", lora_weights="",
 
     from utils import data, modeling
     from utils.cli import parse_bool, parse_list
-    from utils.prompter import DEFAULT_TEMPLATE, Prompter
 
     cases = data.load_records(infer_data_path)
     for adapter in [None] + parse_list(lora_weights):
         model, tokenizer = modeling.load_for_inference(base_model, adapter, parse_bool(load_8bit, "load_8bit"))
-        prompter = Prompter(modeling.resolve_template_name(prompt_template, adapter, DEFAULT_TEMPLATE), tokenizer)
+        prompter = modeling.inference_prompter(tokenizer, prompt_template, adapter)
         scores = reference_loss(model, tokenizer, prompter, cases, batch_size, cutoff_len)
         print(json.dumps({"model": adapter or "base", "cases": len(cases), **scores}, ensure_ascii=False), flush=True)
 

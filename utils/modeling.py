@@ -250,11 +250,12 @@ def load_for_inference(base_model: str, lora_weights: str | None = None, load_8b
     return model, tokenizer
 
 
-def resolve_template_name(prompt_template: str | None, lora_weights: str | None, default: str) -> str:
-    """The flag if given, else the template the adapter was trained with, else the default."""
-    if prompt_template:
-        return prompt_template
+def inference_prompter(tokenizer, prompt_template: str | None = None, lora_weights: str | None = None):
+    """The Prompter to ask with: the flag if given, else the template the adapter was trained with,
+    else the default, so that inference asks exactly as training taught."""
+    from utils.prompter import DEFAULT_TEMPLATE, Prompter
+
     trained_with = read_run_info(lora_weights).get("prompt_template") if lora_weights else None
-    if trained_with:
+    if trained_with and not prompt_template:
         logger.info("Using prompt template '%s', the one %s was trained with", trained_with, lora_weights)
-    return trained_with or default
+    return Prompter(prompt_template or trained_with or DEFAULT_TEMPLATE, tokenizer)

@@ -22,10 +22,6 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def gradient_accumulation(batch_size: int, micro_batch_size: int) -> int:
     """Steps to accumulate so that one optimizer step sees `batch_size` records across all processes."""
     if micro_batch_size < 1 or batch_size < micro_batch_size:
