@@ -8,42 +8,48 @@ Compares the base alone and base + each adapter in --lora_weights (comma-separat
 """
 from __future__ import annotations
 
-from utils.cli import parse_bool, run
+from utils import settings
+from utils.cli import parse_bool, parse_list, run
+from utils.comparison import compare, model_specs
+from utils.data.records import load_records
+from utils.exam import load_exam
 
 
 def main(
-    base_model: str = "base_models/SmolLM2-135M-Instruct",
+    base_model: str = settings.BASE_MODEL,
     lora_weights="",
     models="",
-    infer_data_path: str = "instruction_data/infer.json",
+    infer_data_path: str = settings.INFER_DATA,
     output_dir: str = "outputs/comparison",
-    general_data_path: str = "evaluation_data/general.json",
-    exam_dir: str = "evaluation_data/fin_exam",
+    general_data_path: str = settings.GENERAL_DATA,
+    exam_dir: str = settings.EXAM_DIR,
     k_shot: int = 0,
     load_8bit=False,
     load_4bit=False,
+    trust_remote_code=False,
     prompt_template: str = "",
+    prompt_template_name: str = "",  # the training spelling, accepted here too
+    cutoff_len: int = 0,
     max_new_tokens: int = 128,
-    batch_size: int = 4,
+    batch_size: int = settings.INFER_BATCH_SIZE,
     limit: int = 0,
-    repetition_penalty: float = 1.0,
+    repetition_penalty: float = settings.REPETITION_PENALTY,
 ):
-    """Write OUTPUT_DIR/comparison.md, metrics.md, metrics.json, report.html and <model>.jsonl."""
-    from utils import comparison, data
-    from utils.exam import ExamError, load_exam
+    """Write OUTPUT_DIR/comparison.md, metrics.md, metrics.json, report.html and <model>.jsonl.
 
-    cases = data.load_records(infer_data_path, require_output=False)
+    Each adapter is asked with its training template and scored at its training --cutoff_len
+    (from its cornucopia.json) unless --prompt_template / --cutoff_len say otherwise.
+    """
+    specs = model_specs(base_model, parse_list(lora_weights), parse_list(models))
+    cases = load_records(infer_data_path, require_output=False)
     cases = cases[:limit] if limit > 0 else cases  # the first N cases only: a quick look
-    general = data.load_records(general_data_path) if general_data_path else None
-    try:
-        specs = comparison.model_specs(base_model, lora_weights, models)
-        exam = load_exam(exam_dir) if exam_dir else None
-    except (ValueError, ExamError) as err:
-        raise SystemExit(f"error: {err}")
-    paths = comparison.compare(
+    general = load_records(general_data_path) if general_data_path else None
+    exam = load_exam(exam_dir) if exam_dir else None
+    paths = compare(
         specs, cases, output_dir, load_8bit=parse_bool(load_8bit, "load_8bit"),
-        load_4bit=parse_bool(load_4bit, "load_4bit"), prompt_template=prompt_template or None,
-        batch_size=batch_size, general_cases=general, exam=exam, k_shot=k_shot,
+        load_4bit=parse_bool(load_4bit, "load_4bit"), prompt_template=prompt_template or prompt_template_name or None,
+        batch_size=batch_size, general_cases=general, exam=exam, k_shot=k_shot, cutoff_len=cutoff_len or None,
+        trust_remote_code=parse_bool(trust_remote_code, "trust_remote_code"),
         max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty,
     )
     print("\n".join(str(p) for p in paths.values()))

@@ -7,42 +7,40 @@ Writes OUTPUT_DIR/exam_results.json (per subject, overall, every question's choi
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
+from utils import exam, settings
+from utils.adapters import load_for_inference
 from utils.cli import parse_bool, run
+from utils.files import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger("evaluate")
 
 
 def main(
-    base_model: str = "base_models/SmolLM2-135M-Instruct",
+    base_model: str = settings.BASE_MODEL,
     lora_weights: str = "",
-    exam_dir: str = "evaluation_data/fin_exam",
+    exam_dir: str = settings.EXAM_DIR,
     split: str = "auto",
     k_shot: int = 0,
     method: str = "logits",
-    batch_size: int = 4,
+    batch_size: int = settings.INFER_BATCH_SIZE,
     load_8bit=False,
     load_4bit=False,
+    trust_remote_code=False,
     output_dir: str = "outputs/exam",
 ):
     """Accuracy per subject and overall; --method logits (option-letter scores) or generate (letter in the answer)."""
-    from utils import exam, modeling
-
-    try:
-        scored, shots = exam.load_exam(exam_dir, split)
-    except exam.ExamError as err:
-        raise SystemExit(f"error: {err}")
-    model, tokenizer = modeling.load_for_inference(base_model, lora_weights or None, parse_bool(load_8bit, "load_8bit"),
-                                                   parse_bool(load_4bit, "load_4bit"))
+    scored, shots = exam.load_exam(exam_dir, split)
+    model, tokenizer = load_for_inference(base_model, lora_weights or None, parse_bool(load_8bit, "load_8bit"),
+                                          parse_bool(load_4bit, "load_4bit"),
+                                          parse_bool(trust_remote_code, "trust_remote_code"))
     results = exam.evaluate_exam(model, tokenizer, scored, shots, k_shot, method, batch_size)
     results.update(base_model=base_model, lora_weights=lora_weights or None, exam_dir=str(exam_dir))
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "exam_results.json").write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    (out / "exam_results.md").write_text(exam.markdown(results), encoding="utf-8")
+    atomic_write_json(out / "exam_results.json", results)
+    atomic_write_text(out / "exam_results.md", exam.markdown(results))
     print(exam.markdown(results))
     logger.info("Wrote %s and %s", out / "exam_results.json", out / "exam_results.md")
 

@@ -8,17 +8,17 @@ Then fine-tune OUTPUT_DIR as any base: finetune.py trains the resized embeddings
 """
 from __future__ import annotations
 
+import json
+
+from utils import settings
 from utils.cli import run
+from utils.vocab import extend_base
 
 
-def main(base_model: str = "base_models/SmolLM2-135M-Instruct", corpus: str = "instruction_data/fin_data.json",
+def main(base_model: str = settings.BASE_MODEL, corpus: str = settings.TRAIN_DATA,
          vocab_size: int = 4000, output_dir: str = "base_models/SmolLM2-135M-Instruct-zh",
-         eval_path: str = "instruction_data/infer.json"):
+         eval_path: str = settings.INFER_DATA):
     """Train a SentencePiece model of VOCAB_SIZE on CORPUS; add its Chinese pieces the base lacks."""
-    import json
-
-    from utils.vocab import extend_base
-
     print(json.dumps(extend_base(base_model, corpus, vocab_size, output_dir, eval_path or None), ensure_ascii=False,
                      indent=2))
 

@@ -9,86 +9,88 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
+from utils import settings
+from utils.adapters import inference_prompter, load_for_inference, trained_cutoff
 from utils.cli import parse_bool, run
+from utils.data.records import load_records
+from utils.errors import UsageError
+from utils.files import atomic_write_json
+from utils.generation import answer_cases, generate, tokens_per_second, write_answers
+from utils.metrics import score_answers
+from utils.reference_loss import reference_loss
 
 logger = logging.getLogger("infer")
 
 
 def main(
-    base_model: str = "base_models/SmolLM2-135M-Instruct",
+    base_model: str = settings.BASE_MODEL,
     lora_weights: str = "",
     load_8bit=False,
     load_4bit=False,
+    trust_remote_code=False,
     prompt_template: str = "",
+    prompt_template_name: str = "",  # the training spelling, accepted here too
     infer_data_path: str = "",
     output_path: str = "outputs/infer_results.jsonl",
-    max_new_tokens: int = 256,
-    batch_size: int = 4,
+    max_new_tokens: int = settings.MAX_NEW_TOKENS,
+    batch_size: int = settings.INFER_BATCH_SIZE,
     limit: int = 0,
     do_sample=False,
-    temperature: float = 0.7,
-    top_p: float = 0.9,
-    top_k: int = 40,
-    num_beams: int = 1,
-    repetition_penalty: float = 1.0,
+    temperature: float = settings.TEMPERATURE,
+    top_p: float = settings.TOP_P,
+    top_k: int = settings.TOP_K,
+    num_beams: int = settings.NUM_BEAMS,
+    repetition_penalty: float = settings.REPETITION_PENALTY,
     score=False,
+    cutoff_len: int = 0,
     # the original Cornucopia's flag names
     instruct_dir: str = "",
     use_lora=None,
 ):
-    """Answer INFER_DATA_PATH (JSON list or JSONL of {instruction, input, output}) into OUTPUT_PATH."""
-    from utils import data, inference, modeling
+    """Answer INFER_DATA_PATH (JSON list or JSONL of {instruction, input, output}) into OUTPUT_PATH.
 
+    --score True also writes OUTPUT_PATH with .scores.json: ROUGE/BLEU of the answers and the reference loss,
+    scored at the adapter's training --cutoff_len unless --cutoff_len is given.
+    """
     if use_lora is not None and not parse_bool(use_lora, "use_lora"):
         lora_weights = ""  # --use_lora False means the base alone, whatever --lora_weights says
     elif use_lora is not None and not lora_weights:
-        raise SystemExit("error: --use_lora True needs --lora_weights PATH")
+        raise UsageError("--use_lora True needs --lora_weights PATH")
     infer_data_path = infer_data_path or instruct_dir
-    cases = data.load_records(infer_data_path, require_output=False) if infer_data_path else None
+    cases = load_records(infer_data_path, require_output=False) if infer_data_path else None
     if cases and limit > 0:
         cases = cases[:limit]  # the first N cases only: a quick look
+    score = parse_bool(score, "score")
+    if score and cases is not None and not any(case["output"] for case in cases):
+        raise UsageError(f"--score needs reference answers ('output') in the test cases of {infer_data_path}")
 
-    model, tokenizer = modeling.load_for_inference(
-        base_model, lora_weights or None, parse_bool(load_8bit, "load_8bit"), parse_bool(load_4bit, "load_4bit"))
-    prompter = modeling.inference_prompter(tokenizer, prompt_template, lora_weights)
-    settings = dict(max_new_tokens=max_new_tokens, do_sample=parse_bool(do_sample, "do_sample"),
-                    temperature=temperature, top_p=top_p, top_k=top_k, num_beams=num_beams,
-                    repetition_penalty=repetition_penalty)
+    model, tokenizer = load_for_inference(base_model, lora_weights or None, parse_bool(load_8bit, "load_8bit"),
+                                          parse_bool(load_4bit, "load_4bit"),
+                                          parse_bool(trust_remote_code, "trust_remote_code"))
+    prompter = inference_prompter(tokenizer, prompt_template or prompt_template_name, lora_weights)
+    generation = dict(max_new_tokens=max_new_tokens, do_sample=parse_bool(do_sample, "do_sample"),
+                      temperature=temperature, top_p=top_p, top_k=top_k, num_beams=num_beams,
+                      repetition_penalty=repetition_penalty)
 
     if cases is None:
-        return interactive(model, tokenizer, prompter, settings)
-    rows = inference.answer_cases(model, tokenizer, prompter, cases, batch_size=batch_size, **settings)
-    inference.write_jsonl(rows, output_path)
-    logger.info("%d cases, %.1f new tokens/s at batch size %d (%s)", len(rows), inference.tokens_per_second(rows),
+        return interactive(model, tokenizer, prompter, generation)
+    rows = answer_cases(model, tokenizer, prompter, cases, batch_size=batch_size, **generation)
+    write_answers(rows, output_path)
+    logger.info("%d cases, %.1f new tokens/s at batch size %d (%s)", len(rows), tokens_per_second(rows),
                 batch_size, "base + " + lora_weights if lora_weights else "base alone")
-    if parse_bool(score, "score"):
-        write_scores(model, tokenizer, prompter, cases, rows, output_path, batch_size)
+    if score:
+        referenced = [case for case in cases if case["output"]]
+        cutoff = trained_cutoff(lora_weights, cutoff_len)
+        scores = {**score_answers(rows), **reference_loss(model, tokenizer, prompter, referenced, batch_size, cutoff),
+                  "tokens_per_second": tokens_per_second(rows), "cutoff_len": cutoff}
+        path = atomic_write_json(Path(output_path).with_suffix(".scores.json"), scores)
+        logger.info("Scores %s -> %s", scores, path)
     return None
 
 
-def write_scores(model, tokenizer, prompter, cases, rows, output_path, batch_size) -> None:
-    """ROUGE/BLEU of the answers and the teacher-forced loss of the references, next to the answers."""
-    import json
-    from pathlib import Path
-
-    from utils.evaluation import reference_loss
-    from utils.inference import tokens_per_second
-    from utils.metrics import score_answers
-
-    referenced = [case for case in cases if case["output"]]
-    if not referenced:
-        raise SystemExit("error: --score needs reference answers ('output') in the test cases")
-    scores = {**score_answers(rows), **reference_loss(model, tokenizer, prompter, referenced, batch_size),
-              "tokens_per_second": tokens_per_second(rows)}
-    path = Path(output_path).with_suffix(".scores.json")
-    path.write_text(json.dumps(scores, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    logger.info("Scores %s -> %s", scores, path)
-
-
-def interactive(model, tokenizer, prompter, settings) -> None:
-    from utils.generation import generate
-
+def interactive(model, tokenizer, prompter, generation) -> None:
     print("输入问题后回车；空行或 Ctrl-D 退出。 Type a question; an empty line or Ctrl-D quits.", flush=True)
     while True:
         try:
@@ -98,7 +100,7 @@ def interactive(model, tokenizer, prompter, settings) -> None:
         if not question:
             break
         answer = generate(model, tokenizer, [prompter.generate_prompt(question)], batch_size=1, progress=False,
-                          **settings)[0]
+                          **generation)[0]
         print(f"回答> {answer['text']}\n", flush=True)
     print(file=sys.stderr)
 

@@ -9,24 +9,25 @@ With --gguf f16 (or q8_0, ...) it is also converted for llama.cpp by llama.cpp's
 """
 from __future__ import annotations
 
-from utils.cli import run
+from utils import settings
+from utils.adapters import read_run_info, write_run_info
+from utils.cli import parse_bool, run
+from utils.errors import UsageError
+from utils.gguf_export import export_gguf
+from utils.merging import merge_adapter
 
 
-def main(base_model: str = "base_models/SmolLM2-135M-Instruct", lora_weights: str = "",
-         output_dir: str = "outputs/merged", dtype: str = "float16", gguf: str = ""):
+def main(base_model: str = settings.BASE_MODEL, lora_weights: str = "", output_dir: str = "outputs/merged",
+         dtype: str = "float16", gguf: str = "", trust_remote_code=False):
     """Write BASE_MODEL + LORA_WEIGHTS, merged, to OUTPUT_DIR in DTYPE (float16, bfloat16 or float32).
 
     --gguf f16|bf16|q8_0 (or q4_0|q4_k_m|q5_k_m with llama-cpp-python installed) also writes
     OUTPUT_DIR/<name>-<type>.gguf for llama.cpp.
     """
-    from utils.gguf_export import export_gguf
-    from utils.merging import merge_adapter
-    from utils.modeling import read_run_info
-    from utils.training import write_run_info
-
     if not lora_weights:
-        raise SystemExit("error: --lora_weights is required: the adapter folder to merge")
-    merged = merge_adapter(base_model, lora_weights, output_dir, dtype)
+        raise UsageError("--lora_weights is required: the adapter folder to merge")
+    merged = merge_adapter(base_model, lora_weights, output_dir, dtype,
+                           parse_bool(trust_remote_code, "trust_remote_code"))
     print(merged)
     if gguf:
         path = export_gguf(merged, gguf)

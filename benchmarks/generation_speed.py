@@ -13,21 +13,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import torch  # noqa: E402
+
+from utils import settings  # noqa: E402
+from utils.adapters import inference_prompter, load_for_inference  # noqa: E402
 from utils.cli import parse_bool, parse_list, run  # noqa: E402
+from utils.data.records import load_records  # noqa: E402
+from utils.generation import generate  # noqa: E402
 
 
-def main(base_model: str = "base_models/SmolLM2-135M-Instruct", lora_weights: str = "",
-         infer_data_path: str = "instruction_data/infer.json", num_cases: int = 8, max_new_tokens: int = 64,
+def main(base_model: str = settings.BASE_MODEL, lora_weights: str = "",
+         infer_data_path: str = settings.INFER_DATA, num_cases: int = 8, max_new_tokens: int = 64,
          batch_sizes="1,4", load_8bit=False, load_4bit=False):
-    import torch
-
-    from utils import data, modeling
-    from utils.generation import generate
-
-    cases = data.load_records(infer_data_path, require_output=False)[:num_cases]
-    model, tokenizer = modeling.load_for_inference(base_model, lora_weights or None, parse_bool(load_8bit, "load_8bit"),
-                                                   parse_bool(load_4bit, "load_4bit"))
-    prompter = modeling.inference_prompter(tokenizer, lora_weights=lora_weights)
+    cases = load_records(infer_data_path, require_output=False)[:num_cases]
+    model, tokenizer = load_for_inference(base_model, lora_weights or None, parse_bool(load_8bit, "load_8bit"),
+                                          parse_bool(load_4bit, "load_4bit"))
+    prompter = inference_prompter(tokenizer, lora_weights=lora_weights)
     prompts = [prompter.generate_prompt(c["instruction"], c["input"]) for c in cases]
     generate(model, tokenizer, prompts[:1], batch_size=1, max_new_tokens=4, progress=False)  # warm-up
     print(f"| batch size | cases | new tokens | seconds | new tokens/s |  ({base_model}"

@@ -6,7 +6,7 @@ from utils.comparison import markdown_table, model_specs
 
 
 def test_specs_cover_base_each_adapter_and_extra_pairs():
-    specs = model_specs("B", "runs/a,other/a", "q=Q@runs/x,plain=P")
+    specs = model_specs("B", ["runs/a", "other/a"], ["q=Q@runs/x", "plain=P"])
     assert [(s.label, s.base_model, s.lora_weights) for s in specs] == [
         ("base", "B", None), ("a", "B", "runs/a"), ("a-2", "B", "other/a"), ("q", "Q", "runs/x"), ("plain", "P", None)]
 

@@ -6,7 +6,7 @@ from transformers import AutoTokenizer
 
 from conftest import run_script
 from utils.data import tokenize_record
-from utils.data_check import char_ngrams, check_file, jaccard
+from utils.data.check import char_ngrams, check_file, jaccard
 from utils.prompter import Prompter
 
 GOOD = {"instruction": "什么是可转换债券？", "input": "", "output": "可转换债券是可以按约定价格转换成股票的公司债券。", "topic": "债券"}
@@ -44,9 +44,9 @@ def test_every_fault_of_a_broken_jsonl_file_is_named(tmp_path):
 def test_invalid_json_list_names_line_and_column(tmp_path):
     path = tmp_path / "broken.json"
     path.write_text('[\n {"instruction": "a", "output": "b"},\n {"instruction": "c", "output": "d",}\n]', encoding="utf-8")
-    done = run_script("-m", "utils.data_check", path)
+    done = run_script("-m", "utils.data", "check", path)
     assert done.returncode == 1
-    assert f"{path}: not valid JSON at line 3, column" in done.stdout
+    assert f"error: {path}: not valid JSON at line 3, column" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_truncation_and_lengths_with_a_tokenizer(tiny_model, tmp_path):

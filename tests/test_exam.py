@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import run_script
-from utils import modeling
+from utils.adapters import load_for_inference
 from utils.exam import ExamError, evaluate_exam, extract_letter, letter_token_ids, load_exam
 
 
@@ -40,7 +40,7 @@ class RiggedModel(torch.nn.Module):
 
 
 def test_letter_scorer_picks_the_rigged_letter(tiny_model, tmp_path):
-    _, tokenizer = modeling.load_for_inference(tiny_model)
+    _, tokenizer = load_for_inference(tiny_model)
     scored, shots = load_exam(ceval_folder(tmp_path))
     assert list(scored) == ["bank"] and len(scored["bank"]) == 4 and len(shots["bank"]) == 1
     for letter, expected in (("A", 25.0), ("C", 50.0), ("D", 0.0)):

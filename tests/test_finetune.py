@@ -136,21 +136,21 @@ def test_an_empty_or_partial_adapter_file_is_refused(tiny_model, train_file, tmp
     """The ancestors' 443-byte adapters: a saved file that lacks the trained tensors must not pass."""
     from safetensors.torch import load_file, save_file
 
-    from utils import modeling
-    from utils.training import TrainingError, verify_saved_adapter
+    from utils.adapters import AdapterError, attach_lora, verify_saved_adapter
+    from utils.loading import load_base_model
 
-    model = modeling.attach_lora(modeling.load_base_model(tiny_model))
+    model = attach_lora(load_base_model(tiny_model))
     model.save_pretrained(tmp_path)
     assert verify_saved_adapter(model, tmp_path, trained=False) > 0
     path = tmp_path / "adapter_model.safetensors"
     tensors = load_file(str(path))
     first = sorted(tensors)[0]
     save_file({first: tensors[first]}, str(path))
-    with pytest.raises(TrainingError, match="holds 1 tensors"):
+    with pytest.raises(AdapterError, match="holds 1 tensors"):
         verify_saved_adapter(model, tmp_path, trained=False)
     save_file({k: v + 1 for k, v in tensors.items()}, str(path))
-    with pytest.raises(TrainingError, match="differs from the trained model"):
+    with pytest.raises(AdapterError, match="differs from the trained model"):
         verify_saved_adapter(model, tmp_path, trained=False)
     path.write_bytes(b"")
-    with pytest.raises(TrainingError, match="not written"):
+    with pytest.raises(AdapterError, match="not written"):
         verify_saved_adapter(model, tmp_path, trained=False)

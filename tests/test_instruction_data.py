@@ -7,7 +7,7 @@ import pytest
 from conftest import ROOT
 from finance_formulas import KINDS, spellings
 from utils.data import load_records
-from utils.data_check import char_ngrams, check_file, jaccard, question_text
+from utils.data.check import char_ngrams, check_file, jaccard, question_text
 
 TRAIN = ROOT / "instruction_data" / "fin_data.json"
 TEST = ROOT / "instruction_data" / "infer.json"

@@ -6,7 +6,8 @@ from transformers import AutoModelForCausalLM
 
 import finetune
 from conftest import build_tiny_model, run_script
-from utils import modeling
+from utils import adapters
+from utils.loading import ModelLoadError
 from utils.merging import merge_adapter
 
 
@@ -26,7 +27,7 @@ def test_merged_logits_equal_base_plus_adapter(tiny_model, tiny_adapter, tmp_pat
     out = merge_adapter(tiny_model, tiny_adapter, tmp_path / "merged", dtype="float32")
     ids = torch.tensor([[1, 11, 22, 33, 44, 55, 66]])
     with torch.no_grad():
-        peft_model = modeling.load_adapter(AutoModelForCausalLM.from_pretrained(tiny_model), tiny_adapter)
+        peft_model = adapters.load_adapter(AutoModelForCausalLM.from_pretrained(tiny_model), tiny_adapter)
         expected = peft_model(input_ids=ids).logits
         base = AutoModelForCausalLM.from_pretrained(tiny_model)(input_ids=ids).logits
         merged = AutoModelForCausalLM.from_pretrained(out)(input_ids=ids).logits
@@ -62,6 +63,6 @@ def test_vocabulary_mismatch_is_named(tiny_model, tmp_path):
     bigger.resize_token_embeddings(bigger.config.vocab_size + 16)
     adapter = get_peft_model(bigger, LoraConfig(r=4, target_modules=["q_proj"], modules_to_save=["embed_tokens"]))
     adapter.save_pretrained(tmp_path / "adapter")
-    with pytest.raises(modeling.ModelLoadError, match="extended vocabulary"):
+    with pytest.raises(ModelLoadError, match="extended vocabulary"):
         merge_adapter(tiny_model, str(tmp_path / "adapter"), tmp_path / "out")
     assert not (tmp_path / "out").exists()

@@ -18,11 +18,14 @@ def test_original_template_names_exist():
         assert Prompter(name).generate_prompt("q", "ctx").count("ctx") == 1
 
 
-def test_label_is_appended_and_response_split_recovers_it():
+def test_turns_pair_each_prompt_with_its_answer():
     prompter = Prompter("ori_template")
-    full = prompter.generate_prompt("什么是基金？", label="基金是集合投资工具。")
-    assert full.endswith("基金是集合投资工具。")
-    assert prompter.get_response(full) == "基金是集合投资工具。"
+    record = {"history": [["什么是基金？", "基金是集合投资工具。"]], "instruction": "风险大吗？", "input": "",
+              "output": "看品种。"}
+    assert prompter.turns(record) == [(prompter.generate_prompt("什么是基金？"), "基金是集合投资工具。"),
+                                      (prompter.generate_prompt("风险大吗？"), "看品种。")]
+    assert prompter.prompt_for(record, "</s>") == (prompter.generate_prompt("什么是基金？") + "基金是集合投资工具。</s>"
+                                                   + prompter.generate_prompt("风险大吗？"))
 
 
 def test_unknown_template_lists_the_available_ones():

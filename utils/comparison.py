@@ -11,7 +11,15 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from utils.cli import parse_list
+import torch
+
+from utils import report
+from utils.adapters import inference_prompter, load_for_inference, trained_cutoff
+from utils.errors import UsageError
+from utils.exam import evaluate_exam
+from utils.generation import answer_cases, tokens_per_second, write_answers
+from utils.metrics import score_answers
+from utils.reference_loss import reference_loss
 
 logger = logging.getLogger(__name__)
 
@@ -23,20 +31,20 @@ class ModelSpec:
     lora_weights: str | None = None
 
 
-def model_specs(base_model: str, lora_weights=None, models=None) -> list[ModelSpec]:
+def model_specs(base_model: str, lora_weights: list[str] = (), models: list[str] = ()) -> list[ModelSpec]:
     """The base alone, then base + each adapter; `models` adds `LABEL=BASE` or `LABEL=BASE@ADAPTER` entries."""
     specs = []
     if base_model:
         specs.append(ModelSpec("base", base_model))
-        specs += [ModelSpec(Path(a).name or a, base_model, a) for a in parse_list(lora_weights)]
-    for entry in parse_list(models):
+        specs += [ModelSpec(Path(a).name or a, base_model, a) for a in lora_weights]
+    for entry in models:
         label, sep, target = entry.partition("=")
         if not sep or not label or not target:
-            raise ValueError(f"--models entry {entry!r}: expected LABEL=BASE or LABEL=BASE@ADAPTER")
+            raise UsageError(f"--models entry {entry!r}: expected LABEL=BASE or LABEL=BASE@ADAPTER")
         base, _, adapter = target.partition("@")
         specs.append(ModelSpec(label, base, adapter or None))
     if not specs:
-        raise ValueError("nothing to compare: give --base_model (and --lora_weights) or --models")
+        raise UsageError("nothing to compare: give --base_model (and --lora_weights) or --models")
     seen = {}
     for spec in specs:  # two adapters both called `lora` must not overwrite each other's file
         seen[spec.label] = seen.get(spec.label, 0) + 1
@@ -62,20 +70,15 @@ def markdown_table(cases: list[dict], answers: dict[str, list[dict]]) -> str:
 
 
 def compare(specs: list[ModelSpec], cases: list[dict], output_dir, load_8bit=False, load_4bit=False,
-            prompt_template=None, batch_size=4, general_cases=None, exam=None, k_shot=0, **settings) -> dict:
+            prompt_template=None, batch_size=4, general_cases=None, exam=None, k_shot=0, cutoff_len=None,
+            trust_remote_code=False, **settings) -> dict:
     """Answer `cases` with every model and measure it; returns the report's paths.
 
     Per model: reference scores of its answers (ROUGE, BLEU, character ROUGE-L), the teacher-forced
     loss of the financial references and, if given, of a general-domain set (forgetting), the
-    accuracy on a multiple-choice exam, and generation speed.
+    accuracy on a multiple-choice exam, and generation speed. Losses are scored at each adapter's
+    training --cutoff_len unless `cutoff_len` is given.
     """
-    import torch
-
-    from utils import inference, modeling, report
-    from utils.evaluation import reference_loss
-    from utils.exam import evaluate_exam
-    from utils.metrics import score_answers
-
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     answers, metrics = {}, {}
@@ -83,19 +86,21 @@ def compare(specs: list[ModelSpec], cases: list[dict], output_dir, load_8bit=Fal
     for spec in specs:
         logger.info("Model '%s': %s%s", spec.label, spec.base_model,
                     f" + {spec.lora_weights}" if spec.lora_weights else " (alone)")
-        model, tokenizer = modeling.load_for_inference(spec.base_model, spec.lora_weights, load_8bit, load_4bit)
-        prompter = modeling.inference_prompter(tokenizer, prompt_template, spec.lora_weights)
-        rows = inference.answer_cases(model, tokenizer, prompter, cases, batch_size=batch_size, **settings)
-        inference.write_jsonl(rows, output_dir / f"{spec.label}.jsonl")
+        model, tokenizer = load_for_inference(spec.base_model, spec.lora_weights, load_8bit, load_4bit,
+                                              trust_remote_code)
+        prompter = inference_prompter(tokenizer, prompt_template, spec.lora_weights)
+        cutoff = trained_cutoff(spec.lora_weights, cutoff_len)
+        rows = answer_cases(model, tokenizer, prompter, cases, batch_size=batch_size, **settings)
+        write_answers(rows, output_dir / f"{spec.label}.jsonl")
         answers[spec.label] = rows
         m = {"base_model": spec.base_model, "lora_weights": spec.lora_weights, "template": prompter.template_name}
         m.update(score_answers(rows))
-        m["tokens_per_second"] = inference.tokens_per_second(rows)
+        m["tokens_per_second"] = tokens_per_second(rows)
         if referenced:
-            fin = reference_loss(model, tokenizer, prompter, referenced, batch_size)
+            fin = reference_loss(model, tokenizer, prompter, referenced, batch_size, cutoff)
             m.update(fin_loss=fin["loss"], fin_perplexity=fin["perplexity"], fin_loss_per_char=fin["loss_per_char"])
         if general_cases:
-            m["general_loss"] = reference_loss(model, tokenizer, prompter, general_cases, batch_size)["loss"]
+            m["general_loss"] = reference_loss(model, tokenizer, prompter, general_cases, batch_size, cutoff)["loss"]
         if exam is not None:
             result = evaluate_exam(model, tokenizer, *exam, k_shot=k_shot, batch_size=batch_size)
             m["exam_accuracy"] = result["subjects"]["overall"]["accuracy"]

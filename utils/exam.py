@@ -23,11 +23,14 @@ from pathlib import Path
 
 import torch
 
+from utils.errors import CornucopiaError
+from utils.generation import generate
+
 LETTERS = "ABCD"
 
 
-class ExamError(ValueError):
-    pass
+class ExamError(CornucopiaError, ValueError):
+    """An exam folder or file that cannot be read; the message names the file and line."""
 
 
 @dataclass
@@ -148,8 +151,6 @@ def extract_letter(text: str) -> str:
 
 
 def choose_by_generation(model, tokenizer, prompts: list[str], batch_size: int = 4, max_new_tokens: int = 8) -> list[str]:
-    from utils.generation import generate
-
     answers = generate(model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens, progress=False)
     return [extract_letter(a["text"]) for a in answers]
 

@@ -1,14 +1,24 @@
-"""Batched generation with left padding: text, new-token counts and timings."""
+"""Generation, the one module for it: batched left-padded generate, answers to test cases, speed.
+
+infer.py, compare.py, the exams' generate method, the benchmarks and the server all generate here.
+"""
 from __future__ import annotations
 
+import logging
 import time
 
 import torch
 from tqdm.auto import tqdm
 
+from utils import settings
+from utils.files import atomic_write_jsonl
 
-def generation_kwargs(tokenizer, max_new_tokens=256, do_sample=False, temperature=0.7, top_p=0.9, top_k=40,
-                      num_beams=1, repetition_penalty=1.0) -> dict:
+logger = logging.getLogger(__name__)
+
+
+def generation_kwargs(tokenizer, max_new_tokens=settings.MAX_NEW_TOKENS, do_sample=False,
+                      temperature=settings.TEMPERATURE, top_p=settings.TOP_P, top_k=settings.TOP_K,
+                      num_beams=settings.NUM_BEAMS, repetition_penalty=settings.REPETITION_PENALTY) -> dict:
     """Greedy by default; sampling settings only reach generate() when sampling is asked for."""
     kwargs = {
         "max_new_tokens": max_new_tokens,
@@ -27,14 +37,15 @@ def generation_kwargs(tokenizer, max_new_tokens=256, do_sample=False, temperatur
 
 
 @torch.inference_mode()
-def generate(model, tokenizer, prompts: list[str], batch_size: int = 4, progress: bool = True, **settings) -> list[dict]:
+def generate(model, tokenizer, prompts: list[str], batch_size: int = settings.INFER_BATCH_SIZE,
+             progress: bool = True, **settings_) -> list[dict]:
     """Answer each prompt; returns [{'text', 'new_tokens', 'seconds'}] in the prompts' order.
 
     `seconds` is the wall time of the prompt's batch divided by the batch's size.
     """
     if tokenizer.padding_side != "left":
         raise ValueError("batched generation needs a tokenizer with padding_side='left'")
-    kwargs = generation_kwargs(tokenizer, **settings)
+    kwargs = generation_kwargs(tokenizer, **settings_)
     device = next(model.parameters()).device
     results = []
     batches = range(0, len(prompts), batch_size)
@@ -56,3 +67,32 @@ def generate(model, tokenizer, prompts: list[str], batch_size: int = 4, progress
                 "seconds": round(seconds / len(batch), 3),
             })
     return results
+
+
+def answer_cases(model, tokenizer, prompter, cases: list[dict], batch_size: int = settings.INFER_BATCH_SIZE,
+                 **settings_) -> list[dict]:
+    """One row per case: instruction, input, reference output, model output, new tokens, seconds."""
+    prompts = [prompter.prompt_for(case, tokenizer.eos_token or "") for case in cases]
+    answers = generate(model, tokenizer, prompts, batch_size=batch_size, **settings_)
+    return [
+        {
+            "instruction": case["instruction"],
+            "input": case["input"],
+            "output": case["output"],
+            "model_output": answer["text"],
+            "new_tokens": answer["new_tokens"],
+            "seconds": answer["seconds"],
+        }
+        for case, answer in zip(cases, answers)
+    ]
+
+
+def tokens_per_second(rows: list[dict]) -> float:
+    seconds = sum(row["seconds"] for row in rows)
+    return round(sum(row["new_tokens"] for row in rows) / seconds, 1) if seconds else 0.0
+
+
+def write_answers(rows: list[dict], path) -> None:
+    """JSON Lines, written atomically: an interrupted run leaves no partial file under the real name."""
+    atomic_write_jsonl(path, rows)
+    logger.info("Wrote %d answers to %s", len(rows), path)

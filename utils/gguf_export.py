@@ -17,17 +17,20 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from utils.errors import CornucopiaError
+from utils.settings import ROOT
+
 logger = logging.getLogger(__name__)
 
 LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
-CACHE = Path(__file__).resolve().parent.parent / ".cache" / "llama.cpp"
+CACHE = ROOT / ".cache" / "llama.cpp"
 CONVERTER_TYPES = ("f16", "bf16", "f32", "q8_0")
 # llama.cpp's quantization type ids (enum llama_ftype) for the types made from an f16 file.
 QUANTIZED_TYPES = {"q4_0": 2, "q4_k_m": 15, "q5_k_m": 17}
 
 
-class ExportError(RuntimeError):
-    pass
+class ExportError(CornucopiaError):
+    """The GGUF converter or quantizer could not be fetched or failed."""
 
 
 def ensure_converter() -> Path:

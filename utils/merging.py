@@ -8,37 +8,32 @@ from pathlib import Path
 
 import torch
 
-from utils import modeling
+from utils.adapters import load_adapter, read_run_info, write_run_info
+from utils.loading import ModelLoadError, load_base_model, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
-def merge_adapter(base_model: str, lora_weights: str, output_dir, dtype: str = "float16") -> Path:
+def merge_adapter(base_model: str, lora_weights: str, output_dir, dtype: str = "float16",
+                  trust_remote_code: bool = False) -> Path:
     """Base + adapter -> one model in OUTPUT_DIR (safetensors, tokenizer, cornucopia.json).
 
     Everything is checked and merged in memory and written to a temporary folder
     beside OUTPUT_DIR, which then takes its place: a mismatch or a crash leaves no
     half-written model.
     """
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
     if dtype not in DTYPES:
-        raise modeling.ModelLoadError(f"--dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
-    path = modeling.resolve_model_path(base_model)
+        raise ModelLoadError(f"--dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
     # Merge in float32 whatever the target dtype, so that rounding happens once, at the end.
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    modeling.check_adapter_fits(model, lora_weights)
-    model = PeftModel.from_pretrained(model, lora_weights).merge_and_unload()
+    model = load_base_model(base_model, dtype=torch.float32, device="cpu", trust_remote_code=trust_remote_code)
+    model = load_adapter(model, lora_weights).merge_and_unload()
     model = model.to(DTYPES[dtype])
-    from transformers import AutoTokenizer
-
     # finetune.py saves the tokenizer with the adapter (it may have been extended); else the base's.
     has_own = (Path(lora_weights) / "tokenizer_config.json").is_file()
-    tokenizer = AutoTokenizer.from_pretrained(lora_weights if has_own else path)
-    info = modeling.read_run_info(lora_weights)
+    tokenizer = load_tokenizer(lora_weights if has_own else base_model, trust_remote_code=trust_remote_code)
+    info = read_run_info(lora_weights)
 
     output_dir = Path(output_dir)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -46,10 +41,8 @@ def merge_adapter(base_model: str, lora_weights: str, output_dir, dtype: str = "
     try:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-        from utils.training import write_run_info
-
         write_run_info(staging, kind="merged", base_model=base_model, lora_weights=str(lora_weights), dtype=dtype,
-                       prompt_template=info.get("prompt_template"))
+                       prompt_template=info.get("prompt_template"), cutoff_len=info.get("cutoff_len"))
         if output_dir.exists():
             shutil.rmtree(output_dir)
         staging.rename(output_dir)

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import logging
 
+import jieba
+from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+from rouge_chinese import Rouge
+
 logger = logging.getLogger(__name__)
+jieba.setLogLevel(logging.WARNING)  # jieba prints its dictionary loading at INFO
 
 
 def _segment(text: str) -> list[str]:
-    import jieba
-
-    jieba.setLogLevel(logging.WARNING)  # jieba prints its dictionary loading at INFO
     return [w for w in jieba.cut(text) if w.strip()]
 
 
 def rouge_words(prediction: str, reference: str) -> dict[str, float]:
-    from rouge_chinese import Rouge
-
     hyp, ref = _segment(prediction), _segment(reference)
     if not hyp or not ref:
         return {"rouge-1": 0.0, "rouge-2": 0.0, "rouge-l": 0.0}
@@ -30,8 +30,6 @@ def rouge_words(prediction: str, reference: str) -> dict[str, float]:
 
 
 def bleu4(prediction: str, reference: str) -> float:
-    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
-
     if not prediction.strip() or not reference.strip():
         return 0.0
     return sentence_bleu([list(reference)], list(prediction), smoothing_function=SmoothingFunction().method3) * 100

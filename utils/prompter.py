@@ -6,17 +6,22 @@ model is asked exactly what it was taught to answer.
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import logging
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
-DEFAULT_TEMPLATE = "fin_template"
+from utils.errors import CornucopiaError
+from utils.settings import PROMPT_TEMPLATE as DEFAULT_TEMPLATE
+from utils.settings import TEMPLATES_DIR
+
+logger = logging.getLogger(__name__)
+
 # Not a file: renders with the base model's own chat template (tokenizer.chat_template).
 CHAT_TEMPLATE = "chat"
-REQUIRED_KEYS = ("prompt_input", "prompt_no_input", "response_split")
+# `response_split` (alpaca-lora's key) may be present too; nothing here needs it.
+REQUIRED_KEYS = ("prompt_input", "prompt_no_input")
 
 
-class TemplateError(ValueError):
-    pass
+class TemplateError(CornucopiaError, ValueError):
+    """A template name that does not exist, or a template file that cannot be used."""
 
 
 def available_templates() -> list[str]:
@@ -53,8 +58,8 @@ class Prompter:
         if "{input}" not in self.template["prompt_input"]:
             raise TemplateError(f"{path}: 'prompt_input' must contain an {{input}} slot")
 
-    def generate_prompt(self, instruction: str, input: str | None = None, label: str | None = None) -> str:
-        """The prompt for one record; with `label`, the answer is appended (no EOS)."""
+    def generate_prompt(self, instruction: str, input: str | None = None) -> str:
+        """The prompt for one question (and its input)."""
         if self.template is None:
             content = f"{instruction}\n\n{input}" if input else instruction
             prompt = self.tokenizer.apply_chat_template(
@@ -64,7 +69,7 @@ class Prompter:
             prompt = self.template["prompt_input"].format(instruction=instruction, input=input)
         else:
             prompt = self.template["prompt_no_input"].format(instruction=instruction)
-        return prompt + label if label else prompt
+        return prompt
 
     def turns(self, record: dict) -> list[tuple[str, str]]:
         """(prompt, answer) for each turn of a record: its history, then its own question and answer.
@@ -81,8 +86,15 @@ class Prompter:
         for question, input, answer in pairs:
             messages.append({"role": "user", "content": f"{question}\n\n{input}" if input else question})
             full = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            # The piece after what was already emitted; a template that rewrites the past keeps it whole.
-            prompt = full[len(emitted):] if full.startswith(emitted) else full
+            if not full.startswith(emitted):
+                # e.g. templates that drop earlier reasoning or move the system prompt: the turns would not
+                # concatenate to what inference renders, so training would teach another conversation.
+                raise TemplateError(
+                    f"the chat template of this tokenizer rewrites earlier turns of a conversation (turn "
+                    f"{len(turns) + 1} of a {len(pairs)}-turn record does not extend the turns before it), so "
+                    f"multi-turn records cannot be learned turn by turn with --prompt_template chat; choose a "
+                    f"template file instead: " + ", ".join(t for t in available_templates() if t != CHAT_TEMPLATE))
+            prompt = full[len(emitted):]
             turns.append((prompt, answer))
             emitted += prompt + answer + eos
             messages.append({"role": "assistant", "content": answer})
@@ -92,10 +104,3 @@ class Prompter:
         """The whole prompt to answer a record's last question, earlier turns (answers + EOS) included."""
         turns = self.turns(record)
         return "".join(p + a + eos_token for p, a in turns[:-1]) + turns[-1][0]
-
-    def get_response(self, output: str) -> str:
-        """The answer part of a decoded prompt + answer."""
-        if self.template is None:
-            return output
-        split = self.template["response_split"]
-        return output.split(split, 1)[1].strip() if split in output else output.strip()

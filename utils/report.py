@@ -4,8 +4,14 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: draw to a PNG in memory
+import matplotlib.pyplot as plt  # noqa: E402
+
+from utils.files import atomic_write_json, atomic_write_text  # noqa: E402
 
 # (key in a model's metrics, column title, format)
 COLUMNS = [
@@ -41,11 +47,6 @@ def metrics_markdown(metrics: dict[str, dict]) -> str:
 
 def bar_chart_png(metrics: dict[str, dict]) -> bytes:
     """Grouped bars: the main scores (higher is better) and the two losses (lower is better)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     labels = list(metrics)
     panels = [(title, [(k, name) for k, name in keys if any(k in m for m in metrics.values())])
               for title, keys in (("scores (higher is better)", CHART_SCORES), ("loss (lower is better)", CHART_LOSSES))]
@@ -81,11 +82,10 @@ def write_report(output_dir, metrics: dict[str, dict], cases: list[dict], answer
     table = metrics_markdown(metrics)
     paths = {"metrics_md": out / "metrics.md", "metrics_json": out / "metrics.json",
              "comparison_md": out / "comparison.md", "html": out / "report.html"}
-    paths["metrics_md"].write_text(table, encoding="utf-8")
-    paths["metrics_json"].write_text(json.dumps({"settings": settings, "models": metrics}, ensure_ascii=False,
-                                                indent=2) + "\n", encoding="utf-8")
-    paths["comparison_md"].write_text("# 模型对比 / Model comparison\n\n## 指标 / Metrics\n\n" + table +
-                                      "\n## 回答 / Answers\n\n" + answers_markdown, encoding="utf-8")
+    atomic_write_text(paths["metrics_md"], table)
+    atomic_write_json(paths["metrics_json"], {"settings": settings, "models": metrics})
+    atomic_write_text(paths["comparison_md"], "# 模型对比 / Model comparison\n\n## 指标 / Metrics\n\n" + table +
+                      "\n## 回答 / Answers\n\n" + answers_markdown)
     present = [c for c in COLUMNS if any(c[0] in m for m in metrics.values())]
     metric_rows = [[label] + [_fmt(m.get(k), f) for k, _, f in present] for label, m in metrics.items()]
     answer_rows = [[str(i + 1), c["instruction"] + (f"\n（{c['input']}）" if c["input"] else ""), c["output"] or "—"]
@@ -111,5 +111,5 @@ img {{ max-width: 100%; }}
 {_html_table(["#", "问题", "参考答案"] + list(answers), answer_rows)}
 </body></html>
 """
-    paths["html"].write_text(page, encoding="utf-8")
+    atomic_write_text(paths["html"], page)
     return paths

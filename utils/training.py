@@ -1,21 +1,31 @@
-"""LoRA fine-tuning with transformers.Trainer: arguments, resume, and a checked adapter save."""
+"""LoRA training with transformers.Trainer: data to datasets, arguments, resume, a checked save, the summary.
+
+finetune.py reads as setup -> train -> save, each step one call into this module.
+"""
 from __future__ import annotations
 
-import json
 import logging
 import os
-from datetime import datetime, timezone
+import resource
+import time
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
+from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from utils.adapters import ADAPTER_FILE, RUN_INFO_FILE, AdapterError, verify_saved_adapter, write_run_info
+from utils.data.records import split_train_val
+from utils.data.tokenize import build_dataset
+from utils.errors import CornucopiaError
+from utils.files import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
-ADAPTER_FILE = "adapter_model.safetensors"
 
-
-class TrainingError(RuntimeError):
-    pass
+class TrainingError(CornucopiaError):
+    """Training settings that cannot work, or a run that must not be reported as a success."""
 
 
 def world_size() -> int:
@@ -29,10 +39,20 @@ def gradient_accumulation(batch_size: int, micro_batch_size: int) -> int:
     return max(1, batch_size // micro_batch_size // world_size())
 
 
+def tokenized_splits(records, val_set_size, seed, data_path, prompter, tokenizer, cutoff_len, train_on_inputs,
+                     add_eos_token):
+    """(train dataset, validation dataset or None): a seeded split of the records, tokenized with the prompt masked."""
+    train_records, val_records = split_train_val(records, val_set_size, seed, data_path)
+    logger.info("Data %s: %d records -> %d train, %d validation; template %s",
+                data_path, len(records), len(train_records), len(val_records), prompter.template_name)
+    train_set = build_dataset(train_records, prompter, tokenizer, cutoff_len, train_on_inputs, add_eos_token)
+    val_set = (build_dataset(val_records, prompter, tokenizer, cutoff_len, train_on_inputs, add_eos_token)
+               if val_records else None)
+    return train_set, val_set
+
+
 def find_checkpoint(resume_from_checkpoint, output_dir) -> str | None:
     """`True`: the latest checkpoint-N in output_dir (None if there is none); a path: that folder."""
-    from transformers.trainer_utils import get_last_checkpoint
-
     if resume_from_checkpoint in (None, False, "", "False", "false"):
         return None
     if resume_from_checkpoint in (True, "True", "true"):
@@ -49,12 +69,20 @@ def find_checkpoint(resume_from_checkpoint, output_dir) -> str | None:
     return str(path)
 
 
+def configure_wandb(project: str, watch: str = "", log_model: str = "") -> None:
+    """alpaca-lora's --wandb_* flags, handed to the Trainer's wandb integration through its variables."""
+    if project:
+        os.environ["WANDB_PROJECT"] = project
+        if watch:
+            os.environ["WANDB_WATCH"] = watch
+        if log_model:
+            os.environ["WANDB_LOG_MODEL"] = log_model
+
+
 def build_training_arguments(output_dir, micro_batch_size, gradient_accumulation_steps, num_epochs,
                              learning_rate, has_validation, eval_steps, save_steps, logging_steps,
                              max_steps, warmup_steps, group_by_length, seed, wandb_run_name,
                              report_to_wandb, bf16=None):
-    from transformers import TrainingArguments
-
     cuda = torch.cuda.is_available()
     if bf16 is None:  # auto: mixed precision on GPUs; on CPU only when asked (fast where the CPU has AMX)
         bf16 = cuda and torch.cuda.is_bf16_supported()
@@ -93,45 +121,64 @@ def build_training_arguments(output_dir, micro_batch_size, gradient_accumulation
     )
 
 
-def verify_saved_adapter(model, output_dir, trained: bool) -> int:
-    """Refuse to call the run a success unless the saved adapter holds this model's LoRA weights.
-
-    Guards against the ancestors' 443-byte empty adapters: the file must exist,
-    load, and contain every LoRA tensor of the model with the same values. An
-    adapter whose lora_B is still all zero after training is saved with a warning.
-    """
-    from peft import get_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    path = Path(output_dir) / ADAPTER_FILE
-    if not path.is_file() or path.stat().st_size == 0:
-        raise TrainingError(f"{path}: adapter file was not written")
-    try:
-        saved = load_file(str(path))
-    except Exception as err:  # a truncated file raises a library-specific error
-        raise TrainingError(f"{path}: adapter file does not load: {err}") from err
-    expected = {k: v.detach().cpu() for k, v in get_peft_model_state_dict(model).items()}
-    if not saved or set(saved) != set(expected):
-        raise TrainingError(
-            f"{path}: saved adapter holds {len(saved)} tensors where the model has {len(expected)} LoRA tensors"
-        )
-    for key, value in expected.items():
-        if not torch.allclose(saved[key].float(), value.float(), atol=1e-6):
-            raise TrainingError(f"{path}: saved tensor {key} differs from the trained model's")
-    if trained and all(torch.count_nonzero(v) == 0 for k, v in saved.items() if "lora_B" in k):
-        # Saved faithfully, but a no-op: e.g. a run so short that warm-up kept the learning rate at 0.
-        logger.warning("%s: every lora_B matrix is still zero, so this adapter does not change the model; "
-                       "train longer or with fewer --warmup_steps", path)
-    return path.stat().st_size
-
-
-def write_run_info(output_dir, **info) -> None:
-    import peft
-    import transformers
-
-    info.update(
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        versions={"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__},
+def build_trainer(model, tokenizer, args, train_set, val_set) -> Trainer:
+    trainer = Trainer(
+        model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
+        data_collator=DataCollatorForSeq2Seq(tokenizer, pad_to_multiple_of=8, padding=True, return_tensors="pt"),
     )
-    (Path(output_dir) / "cornucopia.json").write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n",
-                                                       encoding="utf-8")
+    model.config.use_cache = False  # the KV cache is useless in training and warns with checkpointing
+    if world_size() > 1:
+        logger.info("DDP: %d processes, backend %s, %d gradient accumulation step(s) each",
+                    dist.get_world_size(), dist.get_backend(), args.gradient_accumulation_steps)
+    return trainer
+
+
+def train(trainer: Trainer, checkpoint: str | None) -> dict:
+    """Run the Trainer (resuming from `checkpoint` if given); the training loss, wall time and final eval loss."""
+    if checkpoint:
+        logger.info("Resuming from %s", checkpoint)
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    seconds = time.perf_counter() - started
+    # Evaluation gathers across processes, so every process takes part before rank 0 saves alone.
+    eval_loss = trainer.evaluate()["eval_loss"] if trainer.eval_dataset is not None else None
+    return {"train_loss": result.training_loss, "seconds": seconds, "eval_loss": eval_loss}
+
+
+def save_checked_adapter(trainer: Trainer, tokenizer, output_dir, run_info: dict) -> int:
+    """Save adapter, tokenizer and run info, then read the adapter back; on a mismatch leave nothing that looks done."""
+    trainer.save_model(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    write_run_info(output_dir, **run_info, global_step=trainer.state.global_step)
+    try:
+        return verify_saved_adapter(trainer.model, output_dir, trained=trainer.state.global_step > 0)
+    except AdapterError:
+        for name in (ADAPTER_FILE, "adapter_config.json", RUN_INFO_FILE):
+            (Path(output_dir) / name).unlink(missing_ok=True)
+        raise
+
+
+def peak_memory_mib() -> float:
+    if torch.cuda.is_available():
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
+
+
+def write_summary(trainer: Trainer, outcome: dict, adapter_bytes: int, output_dir) -> dict:
+    """train_summary.json: loss, steps, tokens and tokens/s, peak memory, the adapter's size and path."""
+    tokens, seconds = trainer.state.num_input_tokens_seen, outcome["seconds"]
+    summary = {
+        "train_loss": round(outcome["train_loss"], 4),
+        "global_step": trainer.state.global_step,
+        "train_tokens": tokens,
+        "train_seconds": round(seconds, 1),
+        "train_tokens_per_second": round(tokens / seconds, 1) if seconds else None,
+        "peak_memory_mib": peak_memory_mib(),
+        "adapter_bytes": adapter_bytes,
+        "adapter": str(Path(output_dir) / ADAPTER_FILE),
+    }
+    if outcome["eval_loss"] is not None:
+        summary["eval_loss"] = round(outcome["eval_loss"], 4)
+    atomic_write_json(Path(output_dir) / "train_summary.json", summary)
+    logger.info("Adapter saved and checked: %s", summary)
+    return summary

@@ -13,7 +13,12 @@ import re
 import tempfile
 from pathlib import Path
 
+import sentencepiece as spm
 import torch
+
+from utils.adapters import write_run_info
+from utils.data.records import DataError, check_rows
+from utils.loading import load_base_model, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -22,8 +27,6 @@ CJK = re.compile(r"^[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+$")
 
 def corpus_lines(path) -> list[str]:
     """Text to learn from: every string of a JSON/JSONL record file (instructions, inputs, answers, history), or a .txt."""
-    from utils.data import check_rows
-
     path = Path(path)
     if path.suffix == ".txt":
         return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -39,8 +42,6 @@ def corpus_lines(path) -> list[str]:
 
 def learn_pieces(lines: list[str], vocab_size: int) -> list[str]:
     """The Chinese pieces (characters and words) of a SentencePiece BPE model trained on the lines, by rank."""
-    import sentencepiece as spm
-
     with tempfile.TemporaryDirectory() as tmp:
         try:
             spm.SentencePieceTrainer.train(
@@ -48,8 +49,6 @@ def learn_pieces(lines: list[str], vocab_size: int) -> list[str]:
                 character_coverage=0.9995, split_digits=True, byte_fallback=False, minloglevel=2,
             )
         except RuntimeError as err:  # e.g. fewer pieces allowed than the corpus has distinct characters
-            from utils.data import DataError
-
             raise DataError(f"SentencePiece could not learn --vocab_size {vocab_size} pieces from the corpus: "
                             f"{str(err).split('] ')[-1]}") from err
         processor = spm.SentencePieceProcessor(model_file=f"{tmp}/sp.model")
@@ -88,14 +87,8 @@ def extend_vocabulary(model, tokenizer, pieces: list[str]) -> list[str]:
 
 def extend_base(base_model: str, corpus, vocab_size: int, output_dir, eval_path=None) -> dict:
     """Write an extended copy of BASE_MODEL to OUTPUT_DIR; returns what was done, with tokens per character."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from utils import modeling
-    from utils.training import write_run_info
-
-    path = modeling.resolve_model_path(base_model)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    tokenizer = load_tokenizer(base_model)
+    model = load_base_model(base_model, dtype=torch.float32, device="cpu")
     lines = corpus_lines(corpus)
     sample = corpus_lines(eval_path) if eval_path else lines
     before = tokens_per_char(tokenizer, sample)

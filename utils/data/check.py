@@ -1,6 +1,6 @@
 """Check a data file before a long run: what is wrong with each record, duplicates, lengths, topics.
 
-    python -m utils.data_check instruction_data/fin_data.json --tokenizer base_models/SmolLM2-135M-Instruct
+    python -m utils.data check instruction_data/fin_data.json --tokenizer base_models/SmolLM2-135M-Instruct
 
 Reports every unusable record (invalid JSON with line and column, missing, empty or
 non-string fields), exact and near duplicates, records that --cutoff_len would
@@ -10,12 +10,13 @@ when any record is unusable. finetune.py runs the same checks before it loads a 
 from __future__ import annotations
 
 import logging
-import sys
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 
-from utils.data import DataError, Problem, Row, check_rows, raise_if_unusable, tokenize_record
+from utils.data.records import Problem, Row, check_rows, raise_if_unusable
+from utils.data.tokenize import IGNORE_INDEX, tokenize_record
+from utils.settings import CUTOFF_LEN
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def length_problems(path, rows: list[Row], prompter, tokenizer, cutoff_len: int)
         lengths.append(n)
         if n <= cutoff_len:
             continue
-        prompt_tokens = next(i for i, label in enumerate(tokens["labels"]) if label != -100)
+        prompt_tokens = next(i for i, label in enumerate(tokens["labels"]) if label != IGNORE_INDEX)
         if prompt_tokens >= cutoff_len:
             problems.append(Problem(str(path), row.number, row.line,
                                     f"the prompt alone has {prompt_tokens} tokens, at least --cutoff_len {cutoff_len}: "
@@ -118,7 +119,7 @@ class Report:
         return "\n".join(lines)
 
 
-def check_file(path, tokenizer=None, prompter=None, cutoff_len: int = 1280, require_output: bool = True,
+def check_file(path, tokenizer=None, prompter=None, cutoff_len: int = CUTOFF_LEN, require_output: bool = True,
                threshold: float = NEAR_DUPLICATE_THRESHOLD) -> Report:
     """All the checks on one file; file-level faults (an empty file, a broken JSON list) raise DataError."""
     rows, problems = check_rows(path, require_output)
@@ -143,33 +144,5 @@ def load_checked_records(path) -> list[dict]:
     for problem in warnings[:10]:
         logger.warning("%s", problem)
     if len(warnings) > 10:
-        logger.warning("... and %d more warnings: run `python -m utils.data_check %s`", len(warnings) - 10, path)
+        logger.warning("... and %d more warnings: run `python -m utils.data check %s`", len(warnings) - 10, path)
     return [row.raw for row in report.rows]
-
-
-def main(path: str, tokenizer: str = "", cutoff_len: int = 1280, prompt_template: str = "fin_template",
-         threshold: float = NEAR_DUPLICATE_THRESHOLD, require_output=True):
-    """Check PATH (JSON list, JSON Lines or CSV); with --tokenizer BASE also lengths and truncation."""
-    from utils.cli import parse_bool
-    from utils.prompter import Prompter
-
-    tok = prompter = None
-    if tokenizer:
-        from utils.modeling import load_tokenizer
-
-        tok = load_tokenizer(tokenizer)
-        prompter = Prompter(prompt_template, tok)
-    try:
-        report = check_file(path, tok, prompter, cutoff_len, parse_bool(require_output, "require_output"), threshold)
-    except DataError as err:
-        print(f"ERROR   {err}")
-        sys.exit(1)
-    print(report.render())
-    if report.unusable:
-        sys.exit(1)
-
-
-if __name__ == "__main__":
-    from utils.cli import run
-
-    run(main)

@@ -4,14 +4,14 @@ import pytest
 import torch
 
 from conftest import RECORDS
-from utils import modeling
+from utils.adapters import load_for_inference
 from utils.data import tokenize_record
-from utils.evaluation import reference_loss
+from utils.reference_loss import reference_loss
 from utils.prompter import Prompter
 
 
 def test_reference_loss_equals_the_models_own_masked_loss(tiny_model):
-    model, tokenizer = modeling.load_for_inference(tiny_model)
+    model, tokenizer = load_for_inference(tiny_model)
     prompter = Prompter("fin_template")
     expected_total, expected_tokens = 0.0, 0
     for case in RECORDS[:3]:

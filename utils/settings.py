@@ -1,0 +1,41 @@
+"""Defaults shared by more than one entry point, defined once.
+
+finetune.py, infer.py, compare.py, evaluate.py, merge_lora.py, extend_vocab.py,
+the data checker and the benchmarks take their defaults from here, and the shell
+scripts pass on only what the user set, so changing a value here changes it everywhere.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE_MODELS_DIR = ROOT / "base_models"
+TEMPLATES_DIR = ROOT / "templates"
+
+BASE_MODEL = "base_models/SmolLM2-135M-Instruct"
+TRAIN_DATA = "instruction_data/fin_data.json"
+INFER_DATA = "instruction_data/infer.json"
+GENERAL_DATA = "evaluation_data/general.json"
+EXAM_DIR = "evaluation_data/fin_exam"
+
+# The prompt the project trains with when none is named (fin_template's input-aware form).
+PROMPT_TEMPLATE = "fin_template"
+# Long enough that no record of fin_data.json is cut (the longest multi-turn one has 1,225 SmolLM2 tokens).
+CUTOFF_LEN = 1280
+
+BATCH_SIZE = 16
+MICRO_BATCH_SIZE = 4
+NUM_EPOCHS = 3
+LEARNING_RATE = 3e-4
+LORA_R = 8
+LORA_ALPHA = 16
+LORA_DROPOUT = 0.05
+
+# Generation: greedy unless --do_sample; sampling settings as Chinese-LLaMA-Alpaca's demo uses.
+MAX_NEW_TOKENS = 256
+INFER_BATCH_SIZE = 4
+TEMPERATURE = 0.7
+TOP_P = 0.9
+TOP_K = 40
+NUM_BEAMS = 1
+REPETITION_PENALTY = 1.0
