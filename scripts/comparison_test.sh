@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Answer the same test cases with the base alone and base + each adapter; write a side-by-side table.
-# Overridable from the environment; extra arguments go to compare.py.
+# Each variable below, when set, becomes compare.py's flag; unset, compare.py's own default applies.
+# Extra arguments go to compare.py.
 #   BASE_MODEL       (base_models/SmolLM2-135M-Instruct)
-#   LORA_WEIGHTS     adapter folders, comma- or space-separated          (outputs/lora-fin)
+#   LORA_WEIGHTS     adapter folders, comma- or space-separated  (this script: outputs/lora-fin)
 #   MODELS           more pairs: "label=BASE,label2=BASE@ADAPTER"        (empty)
 #   INFER_DATA_PATH  (instruction_data/infer.json)
 #   OUTPUT_DIR       created if missing; gets comparison.md and <model>.jsonl  (outputs/comparison)
@@ -13,17 +14,18 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 [ -x "$PYTHON" ] || PYTHON=python3
+source scripts/flags.sh
 LORA="${LORA_WEIGHTS-outputs/lora-fin}"
+LORA_WEIGHTS="${LORA// /,}"
 
-exec "$PYTHON" compare.py \
-  --base_model "${BASE_MODEL:-base_models/SmolLM2-135M-Instruct}" \
-  --lora_weights "${LORA// /,}" \
-  --models "${MODELS:-}" \
-  --infer_data_path "${INFER_DATA_PATH:-instruction_data/infer.json}" \
-  --output_dir "${OUTPUT_DIR:-outputs/comparison}" \
-  --prompt_template "${TEMPLATE:-}" \
-  --load_8bit "${LOAD_8BIT:-False}" \
-  --max_new_tokens "${MAX_NEW_TOKENS:-128}" \
-  --batch_size "${BATCH_SIZE:-4}" \
-  --limit "${LIMIT:-0}" \
-  "$@"
+add_flag --base_model BASE_MODEL
+add_flag --lora_weights LORA_WEIGHTS
+add_flag --models MODELS
+add_flag --infer_data_path INFER_DATA_PATH
+add_flag --output_dir OUTPUT_DIR
+add_flag --prompt_template TEMPLATE
+add_flag --load_8bit LOAD_8BIT
+add_flag --max_new_tokens MAX_NEW_TOKENS
+add_flag --batch_size BATCH_SIZE
+add_flag --limit LIMIT
+exec "$PYTHON" compare.py "${args[@]}" "$@"

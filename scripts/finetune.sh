@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# LoRA fine-tuning. Every setting below can be overridden from the environment; extra arguments go to
-# finetune.py as they are (e.g. --max_steps 20 --lora_r 16).
+# LoRA fine-tuning. Each variable below, when set, becomes finetune.py's flag; unset, finetune.py's own default
+# applies (utils/settings.py). Extra arguments go to finetune.py as they are (e.g. --max_steps 20 --lora_r 16).
 #   BASE_MODEL        base model folder or hub id     (base_models/SmolLM2-135M-Instruct)
 #   DATA_PATH         training data, JSON list/JSONL  (instruction_data/fin_data.json)
 #   OUTPUT_DIR        where the adapter is saved      (outputs/lora-fin)
@@ -15,21 +15,20 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 [ -x "$PYTHON" ] || PYTHON=python3
+source scripts/flags.sh
 
-args=(
-  --base_model "${BASE_MODEL:-base_models/SmolLM2-135M-Instruct}"
-  --data_path "${DATA_PATH:-instruction_data/fin_data.json}"
-  --output_dir "${OUTPUT_DIR:-outputs/lora-fin}"
-  --prompt_template_name "${TEMPLATE:-fin_template}"
-  --num_epochs "${NUM_EPOCHS:-3}"
-  --batch_size "${BATCH_SIZE:-16}"
-  --micro_batch_size "${MICRO_BATCH_SIZE:-4}"
-  --learning_rate "${LEARNING_RATE:-3e-4}"
-  --cutoff_len "${CUTOFF_LEN:-1280}"
-  --val_set_size "${VAL_SET_SIZE:-0}"
-  --load_8bit "${LOAD_8BIT:-True}"
-  --load_4bit "${LOAD_4BIT:-False}"
-)
+add_flag --base_model BASE_MODEL
+add_flag --data_path DATA_PATH
+add_flag --output_dir OUTPUT_DIR
+add_flag --prompt_template_name TEMPLATE
+add_flag --num_epochs NUM_EPOCHS
+add_flag --batch_size BATCH_SIZE
+add_flag --micro_batch_size MICRO_BATCH_SIZE
+add_flag --learning_rate LEARNING_RATE
+add_flag --cutoff_len CUTOFF_LEN
+add_flag --val_set_size VAL_SET_SIZE
+add_flag --load_8bit LOAD_8BIT
+add_flag --load_4bit LOAD_4BIT
 NPROC="${NPROC:-1}"
 if [ "$NPROC" -gt 1 ]; then
   exec "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$NPROC" finetune.py "${args[@]}" "$@"
