@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, BloomConfig, BloomForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer, BloomConfig, BloomForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 import finetune
 from conftest import RECORDS, write_json
@@ -22,18 +22,23 @@ def build_family(kind: str, folder, tiny_model) -> str:
     if kind == "llama":
         return tiny_model
     shutil.copytree(tiny_model, folder)
+    vocab_size = json.loads((folder / "config.json").read_text(encoding="utf-8"))["vocab_size"]
     for name in ("config.json", "model.safetensors", "generation_config.json"):
         (folder / name).unlink(missing_ok=True)
-    vocab = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"]
     torch.manual_seed(0)
     if kind == "qwen2":
-        model = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(vocab), hidden_size=64, intermediate_size=128,
+        model = Qwen2ForCausalLM(Qwen2Config(vocab_size=vocab_size, hidden_size=64, intermediate_size=128,
                                              num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                                              initializer_range=0.2, bos_token_id=1, eos_token_id=2, pad_token_id=0))
     else:
-        model = BloomForCausalLM(BloomConfig(vocab_size=len(vocab), hidden_size=64, n_layer=2, n_head=4,
+        model = BloomForCausalLM(BloomConfig(vocab_size=vocab_size, hidden_size=64, n_layer=2, n_head=4,
                                              initializer_range=0.2, bos_token_id=1, eos_token_id=2, pad_token_id=0))
     model.save_pretrained(folder)
+    # The family's own tokenizer class may add its special tokens (Qwen2: <|endoftext|>): make room for them.
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if len(tokenizer) > vocab_size:
+        model.resize_token_embeddings(len(tokenizer))
+        model.save_pretrained(folder)
     return str(folder)
 
 
