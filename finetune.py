@@ -69,13 +69,13 @@ def train(
     template = prompt_template or prompt_template_name
     set_seed(seed)
 
-    # Setup: the data and the template are checked before any time is spent on the model.
+    # Setup: flags, data and template are checked before any time is spent on the model.
+    accumulation = training.gradient_accumulation(batch_size, micro_batch_size)
     records = load_checked_records(data_path)
     tokenizer = load_tokenizer(base_model, padding_side="right", trust_remote_code=trust_remote_code)
     prompter = Prompter(template, tokenizer)
     train_set, val_set = training.tokenized_splits(records, val_set_size, seed, data_path, prompter, tokenizer,
                                                    cutoff_len, train_on_inputs, add_eos_token)
-    accumulation = training.gradient_accumulation(batch_size, micro_batch_size)
     checkpoint = training.find_checkpoint(resume_from_checkpoint, output_dir)
     training.configure_wandb(wandb_project, wandb_watch, wandb_log_model)
     model = load_base_model(base_model, load_8bit=load_8bit, load_4bit=load_4bit, trust_remote_code=trust_remote_code)
