@@ -4,7 +4,7 @@
 #   BASE_MODEL        base model folder or hub id     (base_models/SmolLM2-135M-Instruct)
 #   DATA_PATH         training data, JSON list/JSONL  (instruction_data/fin_data.json)
 #   OUTPUT_DIR        where the adapter is saved      (outputs/lora-fin)
-#   TEMPLATE          prompt template name            (fin_template)
+#   TEMPLATE          prompt template name            (fin_qa; fin_template = the original's prompt)
 #   NUM_EPOCHS (3)  BATCH_SIZE (16)  MICRO_BATCH_SIZE (4)  LEARNING_RATE (3e-4)  CUTOFF_LEN (1280)
 #   VAL_SET_SIZE (0)  LOAD_8BIT (True)  LOAD_4BIT (False: True means QLoRA, nf4)
 #   NPROC             processes/GPUs (1). Multi-GPU switch: NPROC=2 bash scripts/finetune.sh runs

@@ -41,7 +41,7 @@ def build_tiny_model(folder: Path, hidden_size: int = 64, seed: int = 0) -> Path
     tok.decoder = decoders.ByteLevel()
     texts = [r[k] for r in RECORDS for k in ("instruction", "input", "output")]
     texts += [json.loads((ROOT / "templates" / f).read_text(encoding="utf-8"))["prompt_input"]
-              for f in ("fin_template.json", "ori_template.json", "alpaca.json")]
+              for f in ("fin_qa.json", "fin_template.json", "ori_template.json", "alpaca.json")]
     trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<s>", "</s>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(texts, trainer)

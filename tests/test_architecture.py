@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from conftest import ROOT, run_script
+from utils.settings import PROMPT_TEMPLATE
 
 ENTRY_SCRIPTS = ["finetune.py", "infer.py", "compare.py", "evaluate.py", "merge_lora.py", "extend_vocab.py"]
 
@@ -142,7 +143,7 @@ def test_shell_scripts_restate_no_default():
     for script in ("finetune.sh", "infer.sh", "comparison_test.sh"):
         code = [line for line in (ROOT / "scripts" / script).read_text(encoding="utf-8").splitlines()
                 if not line.lstrip().startswith("#")]
-        for value in ("SmolLM2-135M-Instruct", "1280", "fin_template", "3e-4", "256", "128", "False", "True"):
+        for value in ("SmolLM2-135M-Instruct", "1280", PROMPT_TEMPLATE, "3e-4", "256", "128", "False", "True"):
             assert not [line for line in code if value in line], (script, value)
 
 

@@ -6,6 +6,7 @@ import torch
 
 import finetune
 from conftest import RECORDS, logit_change_with_plain_peft, run_script, write_json
+from utils.settings import PROMPT_TEMPLATE
 
 FAST = dict(load_8bit=False, micro_batch_size=2, batch_size=2, learning_rate=1e-2, cutoff_len=128, logging_steps=1)
 
@@ -25,7 +26,7 @@ def test_loss_goes_down_and_adapter_is_saved(tiny_model, train_file, tmp_path):
     adapter = out / "adapter_model.safetensors"
     assert adapter.stat().st_size > 1000 and summary["adapter_bytes"] == adapter.stat().st_size
     info = json.loads((out / "cornucopia.json").read_text())
-    assert info["prompt_template"] == "fin_template" and info["global_step"] == 24
+    assert info["prompt_template"] == PROMPT_TEMPLATE and info["global_step"] == 24
     assert summary["train_tokens"] > 0 and summary["train_tokens_per_second"] > 0
 
 

@@ -1,19 +1,37 @@
 import pytest
 
 from utils.prompter import Prompter, TemplateError, available_templates
+from utils.settings import PROMPT_TEMPLATE
 
 
-def test_fin_template_puts_input_in_the_prompt():
-    prompter = Prompter("fin_template")
+# The original Cornucopia's prompts, as its templates/*.json wrote them (the same string for input and no input).
+ORIGINAL = {"fin_template": "下面是一个问题，运用金融财经知识来正确回答问题.\n### 问题:\n{instruction}\n### 回答:\n",
+            "ori_template": "问题：{instruction} 回答:"}
+
+
+@pytest.mark.parametrize("name", sorted(ORIGINAL))
+def test_original_names_render_the_original_text(name):
+    """An adapter trained by the original project is asked exactly what it was trained on."""
+    prompter = Prompter(name)
+    question = "什么是基金的赎回费？"
+    assert prompter.generate_prompt(question).encode("utf-8") == ORIGINAL[name].format(instruction=question).encode("utf-8")
+    # The original dropped the input; here it follows the question on its own line, the rest unchanged.
+    with_input = prompter.generate_prompt(question, "持有20天")
+    assert with_input == ORIGINAL[name].format(instruction=question + "\n持有20天")
+
+
+def test_default_template_puts_input_in_the_prompt():
+    prompter = Prompter(PROMPT_TEMPLATE)
+    assert prompter.template_name == "fin_qa" == Prompter().template_name
     with_input = prompter.generate_prompt("这笔贷款月供多少？", "本金100万元，30年，年利率3.5%")
     without = prompter.generate_prompt("这笔贷款月供多少？")
-    assert "本金100万元，30年，年利率3.5%" in with_input
+    assert "### 背景资料:\n本金100万元，30年，年利率3.5%" in with_input
     assert "这笔贷款月供多少？" in with_input and "这笔贷款月供多少？" in without
     assert with_input != without and with_input.endswith("### 回答:\n")
 
 
-def test_original_template_names_exist():
-    for name in ("fin_template", "ori_template", "alpaca"):
+def test_template_names_exist():
+    for name in ("fin_qa", "fin_template", "ori_template", "alpaca"):
         assert name in available_templates()
         assert Prompter(name).generate_prompt("q", "ctx").count("ctx") == 1
 

@@ -18,8 +18,9 @@ INFER_DATA = "instruction_data/infer.json"
 GENERAL_DATA = "evaluation_data/general.json"
 EXAM_DIR = "evaluation_data/fin_exam"
 
-# The prompt the project trains with when none is named (fin_template's input-aware form).
-PROMPT_TEMPLATE = "fin_template"
+# The prompt the project trains with when none is named. fin_template and ori_template keep the original
+# Cornucopia's text (for its adapters); fin_qa puts an input in the prompt as background material.
+PROMPT_TEMPLATE = "fin_qa"
 # Long enough that no record of fin_data.json is cut (the longest multi-turn one has 1,225 SmolLM2 tokens).
 CUTOFF_LEN = 1280
 
