@@ -7,6 +7,10 @@ rates as fractions (0.042 for 4.2%); results named `*_pct` are percentages (5.1 
 """
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
+
+CENT = Decimal("0.01")
+
 # 综合所得年度税率表 (个人所得税法, 截至2024年): upper bound of taxable income, rate, quick deduction.
 ANNUAL_BRACKETS = [(36000, 0.03, 0), (144000, 0.10, 2520), (300000, 0.20, 16920), (420000, 0.25, 31920),
                    (660000, 0.30, 52920), (960000, 0.35, 85920), (float("inf"), 0.45, 181920)]
@@ -99,6 +103,16 @@ def bond_yield(price, coupon_rate, face=100, years_to_maturity=1):
     return {"current_yield_pct": coupon / price * 100, "simple_ytm_pct": simple * 100}
 
 
+def price_limits(prev_closes, limit_rates):
+    """涨跌停价: previous close x (1 +/- limit), rounded half up to 0.01 yuan, for each stock in turn (1, 2, ...)."""
+    out = {}
+    for k, (close, rate) in enumerate(zip(prev_closes, limit_rates), start=1):
+        close, rate = Decimal(str(close)), Decimal(str(rate))
+        out[f"limit_up_{k}"] = float((close * (1 + rate)).quantize(CENT, ROUND_HALF_UP))
+        out[f"limit_down_{k}"] = float((close * (1 - rate)).quantize(CENT, ROUND_HALF_UP))
+    return out
+
+
 def financial_ratios(**items):
     """Ratios from statement items; only those whose inputs are given are returned (percent where *_pct)."""
     out = {}
@@ -121,7 +135,7 @@ def financial_ratios(**items):
 KINDS = {f.__name__: f for f in (
     equal_installment, equal_principal, compound_interest, simple_interest, fund_subscription, fund_redemption,
     annual_income_tax, return_rate, futures_position, futures_pnl, currency_conversion, installment_fee,
-    pension_tax_saving, bond_yield, financial_ratios)}
+    pension_tax_saving, bond_yield, price_limits, financial_ratios)}
 
 
 def spellings(name: str, value: float) -> set[str]:
