@@ -11,7 +11,8 @@ from decimal import ROUND_HALF_UP, Decimal
 
 CENT = Decimal("0.01")
 
-# 综合所得年度税率表 (个人所得税法, 截至2024年): upper bound of taxable income, rate, quick deduction.
+# 综合所得年度税率表 (个人所得税法附表一, in force since 2019-01-01): upper bound of taxable income, rate,
+# quick deduction.
 ANNUAL_BRACKETS = [(36000, 0.03, 0), (144000, 0.10, 2520), (300000, 0.20, 16920), (420000, 0.25, 31920),
                    (660000, 0.30, 52920), (960000, 0.35, 85920), (float("inf"), 0.45, 181920)]
 BASIC_DEDUCTION = 60000  # 基本减除费用, 每年6万元
@@ -58,6 +59,20 @@ def annual_income_tax(annual_income, special_deductions=0, additional_deductions
     taxable = max(0.0, annual_income - BASIC_DEDUCTION - special_deductions - additional_deductions - other_deductions)
     rate, quick = next((r, q) for bound, r, q in ANNUAL_BRACKETS if taxable <= bound)
     return {"taxable_income": taxable, "tax": taxable * rate - quick}
+
+
+def deduction_tax_saving(annual_income, special_deductions=0, additional_deductions=0, other_deductions=0,
+                         extra_deduction=0):
+    """Tax before and after one more deduction (e.g. 个人养老金 12000), both by the progressive table.
+
+    The saving is marginal rate x deduction only when the deduction does not cross a bracket boundary.
+    """
+    before = annual_income_tax(annual_income, special_deductions, additional_deductions, other_deductions)
+    after = annual_income_tax(annual_income, special_deductions, additional_deductions,
+                              other_deductions + extra_deduction)
+    return {"taxable_income": before["taxable_income"], "tax": before["tax"],
+            "taxable_income_after": after["taxable_income"], "tax_after": after["tax"],
+            "tax_saved": before["tax"] - after["tax"]}
 
 
 def return_rate(cost, value, years, income=0):
@@ -134,8 +149,8 @@ def financial_ratios(**items):
 
 KINDS = {f.__name__: f for f in (
     equal_installment, equal_principal, compound_interest, simple_interest, fund_subscription, fund_redemption,
-    annual_income_tax, return_rate, futures_position, futures_pnl, currency_conversion, installment_fee,
-    pension_tax_saving, bond_yield, price_limits, financial_ratios)}
+    annual_income_tax, deduction_tax_saving, return_rate, futures_position, futures_pnl, currency_conversion,
+    installment_fee, pension_tax_saving, bond_yield, price_limits, financial_ratios)}
 
 
 def spellings(name: str, value: float) -> set[str]:
