@@ -7,6 +7,7 @@ from transformers import AutoTokenizer
 from conftest import run_script
 from utils.data import tokenize_record
 from utils.data.check import char_ngrams, check_file, jaccard
+from utils.errors import UsageError
 from utils.prompter import Prompter
 
 GOOD = {"instruction": "什么是可转换债券？", "input": "", "output": "可转换债券是可以按约定价格转换成股票的公司债券。", "topic": "债券"}
@@ -92,3 +93,52 @@ def test_finetune_warns_about_duplicates_before_training(tiny_model, tmp_path):
 @pytest.mark.parametrize("a, b, expected", [("abcdef", "abcdef", 1.0), ("abcdefg", "abcdexy", 1 / 5), ("abcde", "vwxyz", 0.0)])
 def test_jaccard_of_character_5grams(a, b, expected):
     assert jaccard(char_ngrams(a), char_ngrams(b)) == pytest.approx(expected)
+
+
+def test_as_of_dates_oldest_and_too_old(tmp_path):
+    """The report names the oldest as_of dates; --max_age_days lists older records as warnings, never errors."""
+    records = [{**GOOD, "as_of": "2015-05-01"},
+               {**GOOD, "instruction": "什么是国债逆回购？", "as_of": "2025-05-08"},
+               {**GOOD, "instruction": "公积金贷款利率是多少？", "as_of": "2025/05/08"},
+               {**GOOD, "instruction": "个人养老金每年能缴多少？", "as_of": "2999-01-01"},
+               {**GOOD, "instruction": "什么是市盈率？"}]
+    path = write_lines(tmp_path / "dated.jsonl", [json.dumps(r, ensure_ascii=False) for r in records])
+    report = check_file(path)
+    text = report.render()
+    assert "records with as_of: 3 of 5; oldest: 2015-05-01 (record 1); 2025-05-08 (record 2); 2999-01-01 (record 4)" in text
+    assert "record 3 (line 3): field 'as_of' must be a date YYYY-MM-DD, got '2025/05/08'" in text
+    assert "record 4 (line 4): as_of 2999-01-01 is in the future" in text
+    assert not report.unusable and "days before" not in text
+    report = check_file(path, as_of="2026-12-03", max_age_days=600)
+    old = [p for p in report.problems if "days before" in p.message]
+    assert [p.number for p in old] == [1] and not old[0].fatal
+    assert "as_of 2015-05-01 is 4234 days before 2026-12-03 (more than --max_age_days 600)" in old[0].message
+    assert [p.number for p in check_file(path, as_of="2026-12-03", max_age_days=4234).problems
+            if "days before" in p.message] == []
+
+
+def test_as_of_command_line(tmp_path):
+    path = write_lines(tmp_path / "d.jsonl", [json.dumps({**GOOD, "as_of": "2020-01-01"}, ensure_ascii=False)])
+    done = run_script("-m", "utils.data", "check", path, "--as_of", "2026-12-03", "--max_age_days", "30")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "WARNING" in done.stdout and "as_of 2020-01-01 is 2528 days before 2026-12-03" in done.stdout
+    done = run_script("-m", "utils.data", "check", path, "--as_of", "2026-13-01", "--max_age_days", "30")
+    assert done.returncode == 1 and done.stderr.startswith("error: --as_of expects a date YYYY-MM-DD, got '2026-13-01'")
+    assert "Traceback" not in done.stderr
+    for kwargs, message in ((dict(as_of="2026-12-03"), "add --max_age_days"),
+                            (dict(max_age_days=-1), "--max_age_days expects a whole number")):
+        with pytest.raises(UsageError, match=message):
+            check_file(path, **kwargs)
+
+
+def test_training_ignores_as_of(tiny_model):
+    """as_of (like topic and calc) is metadata: the tokenized training rows are the same with or without it."""
+    from utils.data import build_dataset
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    prompter = Prompter("fin_qa")
+    plain = [GOOD, {**GOOD, "instruction": "什么是国债？"}]
+    dated = [{**GOOD, "as_of": "2025-05-08", "calc": {"kind": "x"}}, {**GOOD, "instruction": "什么是国债？"}]
+    with_field, without = build_dataset(dated, prompter, tokenizer, 256), build_dataset(plain, prompter, tokenizer, 256)
+    assert with_field.column_names == without.column_names == ["input_ids", "attention_mask", "labels"]
+    assert with_field.to_list() == without.to_list()

@@ -1,5 +1,7 @@
-"""The shipped data set: counts, coverage, answer lengths, held-out cases that do not leak, checked arithmetic."""
+"""The shipped data set: counts, coverage, answer lengths, held-out cases that do not leak, checked arithmetic,
+rules that carry the date they refer to."""
 import json
+import re
 from collections import Counter
 
 import pytest
@@ -45,6 +47,10 @@ def test_no_duplicate_training_questions():
     assert not check_file(TRAIN).problems
 
 
+def test_held_out_file_has_no_warnings():
+    assert not check_file(TEST).problems  # e.g. a malformed or future as_of
+
+
 def test_multi_turn_conversations():
     assert len(multi) >= 40
     assert all(1 <= len(r["history"]) <= 3 for r in multi)  # 2 to 4 turns in all
@@ -84,3 +90,42 @@ def test_calculation_answers_are_right(record):
 def test_files_are_plain_json_lists():
     for path in (TRAIN, TEST):
         assert isinstance(json.loads(path.read_text(encoding="utf-8")), list)
+
+
+# Figures set by rules that change (rates, limits, fees, quotas, standards), as the answers state them. A record
+# that states one must say which date its rules refer to (`as_of`), so that `python -m utils.data check --as_of D
+# --max_age_days N` can list it for re-checking.
+CHANGEABLE_FIGURES = {
+    "公积金贷款利率": r"公积金贷款.{0,12}利率.{0,12}\d+(\.\d+)?%",
+    "涨跌幅限制": r"(涨跌幅|涨跌停).{0,12}\d+%",
+    "基金费率上限": r"(申购费率|销售服务费|赎回费).{0,16}(上限|不低于)",
+    "基础养老金": r"基础养老金.{0,40}\d+元",
+    "个人养老金额度": r"(上限|最多|每年).{0,8}12000元",
+    "存款保险限额": r"存款保险.{0,40}50万|50万元.{0,20}存款保险",
+    "便利化额度": r"5万美元",
+    "印花税": r"印花税.{0,20}0\.05%|0\.05%.{0,8}印花税",
+    "LPR": r"LPR.{0,6}(为|是)\d",
+    "首付比例": r"首付比例.{0,10}不低于\d+%",
+    "专项附加扣除标准": r"每月(800|1000|1100|1500|2000|3000)元",
+    "个税税率表": r"速算扣除数\d",
+}
+
+
+def record_text(record):
+    return " ".join([record["instruction"], record["input"], record["output"]]
+                    + [text for turn in record["history"] for text in turn])
+
+
+@pytest.mark.parametrize("name", sorted(CHANGEABLE_FIGURES))
+def test_records_that_state_changeable_figures_carry_as_of(name):
+    stating = [(path.name, k) for path, records in ((TRAIN, train), (TEST, test)) for k, r in enumerate(records)
+               if re.search(CHANGEABLE_FIGURES[name], record_text(r))]
+    assert stating, f"no record states {name}: the pattern is stale"
+    undated = [(file, k) for file, k in stating if "as_of" not in (train if file == TRAIN.name else test)[k]]
+    assert not undated, undated
+
+
+def test_no_answer_hedges_with_an_old_year():
+    """Answers state the rule in force and its date, not "as of 2024" where the current rule is known."""
+    hedged = [(r["topic"], r["instruction"]) for r in train + test if re.search(r"截至202[0-4]", record_text(r))]
+    assert not hedged

@@ -1,4 +1,4 @@
-"""`python -m utils.data check PATH [--tokenizer BASE --cutoff_len N]`: the data checker's command line."""
+"""`python -m utils.data check PATH [--tokenizer BASE --cutoff_len N] [--as_of D --max_age_days N]`: the data checker's command line."""
 from __future__ import annotations
 
 import sys
@@ -11,14 +11,16 @@ from utils.settings import CUTOFF_LEN, PROMPT_TEMPLATE
 
 
 def check(path: str, tokenizer: str = "", cutoff_len: int = CUTOFF_LEN, prompt_template: str = PROMPT_TEMPLATE,
-          threshold: float = NEAR_DUPLICATE_THRESHOLD, require_output=True):
+          threshold: float = NEAR_DUPLICATE_THRESHOLD, require_output=True, as_of: str = "", max_age_days: int = None):
     """Check PATH (JSON list, JSON Lines or CSV); with --tokenizer BASE also lengths and truncation.
 
-    Prints every problem and a summary; exits 1 when any record is unusable.
+    Prints every problem and a summary (with the oldest `as_of` dates); exits 1 when any record is unusable.
+    --max_age_days N lists, as warnings, the records whose as_of is more than N days before --as_of (default today).
     """
     tok = load_tokenizer(tokenizer) if tokenizer else None
     prompter = Prompter(prompt_template, tok) if tok is not None else None
-    report = check_file(path, tok, prompter, cutoff_len, parse_bool(require_output, "require_output"), threshold)
+    report = check_file(path, tok, prompter, cutoff_len, parse_bool(require_output, "require_output"), threshold,
+                        as_of=as_of, max_age_days=max_age_days)
     print(report.render())
     if report.unusable:
         sys.exit(1)

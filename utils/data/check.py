@@ -4,18 +4,27 @@
 
 Reports every unusable record (invalid JSON with line and column, missing, empty or
 non-string fields), exact and near duplicates, records that --cutoff_len would
-truncate and by how much, counts per topic and token-length percentiles. Exits 1
-when any record is unusable. finetune.py runs the same checks before it loads a model.
+truncate and by how much, counts per topic, token-length percentiles and the oldest
+`as_of` dates. Exits 1 when any record is unusable. finetune.py runs the same checks
+before it loads a model.
+
+`as_of` (optional, YYYY-MM-DD) is the date on which the rules a record's answer states
+were in force - normally the date the newest of them took effect. Rules change (rates,
+limits, fees, tax standards), so `--as_of D --max_age_days N` lists, as warnings, the
+records whose as_of lies more than N days before D: the ones to re-check first.
 """
 from __future__ import annotations
 
 import logging
+import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import date
 
 from utils.data.records import Problem, Row, check_rows, raise_if_unusable
 from utils.data.tokenize import IGNORE_INDEX, tokenize_record
+from utils.errors import UsageError
 from utils.settings import CUTOFF_LEN
 
 logger = logging.getLogger(__name__)
@@ -24,6 +33,9 @@ logger = logging.getLogger(__name__)
 # (Jaccard) are near duplicates: at 0.8 they differ by little more than punctuation or a word.
 NEAR_DUPLICATE_THRESHOLD = 0.8
 NGRAM = 5
+# How many of the oldest as_of dates the report names.
+OLDEST_SHOWN = 3
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def char_ngrams(text: str, n: int = NGRAM) -> frozenset[str]:
@@ -87,6 +99,50 @@ def length_problems(path, rows: list[Row], prompter, tokenizer, cutoff_len: int)
     return problems, lengths
 
 
+def parse_day(value, what: str) -> date:
+    """A date given as YYYY-MM-DD (a datetime.date passes through); UsageError naming `what` otherwise."""
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise UsageError(f"{what} expects a date YYYY-MM-DD, got {value!r}") from None
+
+
+def as_of_problems(path, rows: list[Row], reference: date | None = None,
+                   max_age_days: int | None = None) -> tuple[list[Problem], list[tuple[date, int]]]:
+    """Malformed or future `as_of` values, and (with max_age_days) records dated more than that before reference.
+
+    Returns the problems (all warnings: training ignores the field) and (date, record number) for every dated record.
+    """
+    problems, dated = [], []
+    today = date.today()
+    for row in rows:
+        value = row.raw.get("as_of")
+        if value is None:
+            continue
+        day = None
+        if isinstance(value, str) and ISO_DATE.fullmatch(value.strip()):
+            try:
+                day = date.fromisoformat(value.strip())
+            except ValueError:
+                pass
+        if day is None:
+            problems.append(Problem(str(path), row.number, row.line,
+                                    f"field 'as_of' must be a date YYYY-MM-DD, got {value!r}", fatal=False))
+            continue
+        dated.append((day, row.number))
+        if day > today:
+            problems.append(Problem(str(path), row.number, row.line,
+                                    f"as_of {day} is in the future (today is {today})", fatal=False))
+        elif max_age_days is not None and (reference - day).days > max_age_days:
+            problems.append(Problem(str(path), row.number, row.line,
+                                    f"as_of {day} is {(reference - day).days} days before {reference} (more than "
+                                    f"--max_age_days {max_age_days}): check that the rules it states still apply",
+                                    fatal=False))
+    return problems, dated
+
+
 def percentiles(values: list[int], points=(50, 90, 99, 100)) -> dict[int, int]:
     ordered = sorted(values)
     return {p: ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] for p in points} if ordered else {}
@@ -99,6 +155,14 @@ class Report:
     problems: list[Problem]
     topics: Counter = field(default_factory=Counter)
     lengths: list[int] = field(default_factory=list)
+    dated: list[tuple[date, int]] = field(default_factory=list)  # (as_of, record number)
+
+    def oldest(self, n: int = OLDEST_SHOWN) -> list[tuple[date, list[int]]]:
+        """The n oldest as_of dates, each with the numbers of the records that carry it."""
+        by_day: dict[date, list[int]] = {}
+        for day, number in sorted(self.dated):
+            by_day.setdefault(day, []).append(number)
+        return list(by_day.items())[:n]
 
     @property
     def unusable(self) -> list[Problem]:
@@ -113,6 +177,11 @@ class Report:
         kinds = Counter("multi-turn" if r.raw.get("history") else "with input" if r.raw["input"] else "plain"
                         for r in self.rows)
         lines.append("records by kind: " + ", ".join(f"{k} {n}" for k, n in kinds.most_common()))
+        if self.dated:
+            shown = "; ".join(f"{day} (record{'s' if len(numbers) > 1 else ''} "
+                              f"{', '.join(map(str, numbers[:5]))}{', ...' if len(numbers) > 5 else ''})"
+                              for day, numbers in self.oldest())
+            lines.append(f"records with as_of: {len(self.dated)} of {len(self.rows)}; oldest: {shown}")
         if self.lengths:
             lines.append("tokens per record: " + ", ".join(f"p{p} {v}" for p, v in percentiles(self.lengths).items())
                          + f", total {sum(self.lengths)}")
@@ -120,17 +189,29 @@ class Report:
 
 
 def check_file(path, tokenizer=None, prompter=None, cutoff_len: int = CUTOFF_LEN, require_output: bool = True,
-               threshold: float = NEAR_DUPLICATE_THRESHOLD) -> Report:
-    """All the checks on one file; file-level faults (an empty file, a broken JSON list) raise DataError."""
+               threshold: float = NEAR_DUPLICATE_THRESHOLD, as_of=None, max_age_days: int | None = None) -> Report:
+    """All the checks on one file; file-level faults (an empty file, a broken JSON list) raise DataError.
+
+    With max_age_days, records whose `as_of` is more than that many days before `as_of` (default: today) are
+    listed as warnings.
+    """
+    if max_age_days is not None and (isinstance(max_age_days, bool) or not isinstance(max_age_days, int)
+                                     or max_age_days < 0):
+        raise UsageError(f"--max_age_days expects a whole number of days >= 0, got {max_age_days!r}")
+    if as_of not in (None, "") and max_age_days is None:
+        raise UsageError("--as_of gives the date to measure from; add --max_age_days N to list records older than that")
+    reference = parse_day(as_of, "--as_of") if as_of not in (None, "") else date.today()
     rows, problems = check_rows(path, require_output)
     problems += duplicate_problems(path, rows, threshold)
+    dating, dated = as_of_problems(path, rows, reference, max_age_days)
+    problems += dating
     lengths = []
     if tokenizer is not None:
         more, lengths = length_problems(path, rows, prompter, tokenizer, cutoff_len)
         problems += more
     problems.sort(key=lambda p: (p.number or 0, p.line or 0))
     topics = Counter(str(row.raw["topic"]) for row in rows if row.raw.get("topic"))
-    return Report(str(path), rows, problems, topics, lengths)
+    return Report(str(path), rows, problems, topics, lengths, dated)
 
 
 def load_checked_records(path) -> list[dict]:
