@@ -9,6 +9,7 @@ from utils.data import tokenize_record
 from utils.data.check import char_ngrams, check_file, jaccard
 from utils.errors import UsageError
 from utils.prompter import Prompter
+from utils.settings import PROMPT_TEMPLATE
 
 GOOD = {"instruction": "什么是可转换债券？", "input": "", "output": "可转换债券是可以按约定价格转换成股票的公司债券。", "topic": "债券"}
 
@@ -78,7 +79,7 @@ def test_command_line_exit_codes(tmp_path):
 
 def test_finetune_warns_about_duplicates_before_training(tiny_model, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    cutoff = len(tokenize_record(GOOD, Prompter("fin_template"), tokenizer, None)["input_ids"])
+    cutoff = len(tokenize_record(GOOD, Prompter(PROMPT_TEMPLATE), tokenizer, None)["input_ids"])  # finetune's default
     long = {**GOOD, "instruction": "债券的票面利率是什么？", "output": "票面利率是债券约定的年利率。" * 10}
     data = tmp_path / "dup.json"
     data.write_text(json.dumps([GOOD, GOOD, long], ensure_ascii=False), encoding="utf-8")
