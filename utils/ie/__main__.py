@@ -1,0 +1,37 @@
+"""`python -m utils.ie convert --format bio|boson|duie|finre|duee INPUT --output OUT.json [--schema FILE]`
+and `python -m utils.ie score ANSWERS.jsonl`: the IE command line."""
+from __future__ import annotations
+
+import json
+
+from utils.cli import run
+from utils.data.records import load_records
+from utils.ie.instructions import GROUP_SIZE, convert_file
+from utils.ie.metrics import score_ie
+
+
+def convert(input: str, output: str = "", format: str = "", schema: str = "", limit: int = 0, seed: int = 42,
+            group_size: int = GROUP_SIZE):
+    """Convert INPUT, a corpus in its own format (--format bio, boson, duie, finre or duee), to instruction records.
+
+    --schema: entity types (one per line, `LABEL 名称` to rename), DuIE's schema JSON Lines, FinRE's
+    relation2id.txt or DuEE's event schema JSON Lines; without it the types are those found in INPUT.
+    --limit N keeps N samples drawn with --seed; --group_size caps the types asked in one instruction.
+    """
+    from utils.errors import UsageError
+
+    if not format:
+        raise UsageError("--format is required: bio, boson, duie, finre or duee")
+    if not output:
+        raise UsageError("--output OUT.json is required")
+    summary = convert_file(format, input, output, schema or None, int(limit), int(seed), int(group_size))
+    print(json.dumps(summary, ensure_ascii=False))
+
+
+def score(path: str):
+    """F1 per IE task of an answers file (infer.py's JSONL: task, output, model_output), as JSON."""
+    print(json.dumps(score_ie(load_records(path, require_output=False)), ensure_ascii=False, indent=1))
+
+
+if __name__ == "__main__":
+    run({"convert": convert, "score": score})
