@@ -10,7 +10,8 @@ from pathlib import Path
 from conftest import ROOT, run_script
 from utils.settings import PROMPT_TEMPLATE
 
-ENTRY_SCRIPTS = ["finetune.py", "infer.py", "compare.py", "evaluate.py", "merge_lora.py", "extend_vocab.py"]
+ENTRY_SCRIPTS = ["finetune.py", "infer.py", "compare.py", "evaluate.py", "merge_lora.py", "extend_vocab.py",
+                 "pretrain.py"]
 
 
 def module_name(path: Path) -> str:
@@ -140,7 +141,7 @@ def test_a_default_changed_in_settings_changes_every_entry_point():
 
 def test_shell_scripts_restate_no_default():
     """scripts/*.sh pass a flag on only when its variable is set, so the entry point's own default applies."""
-    for script in ("finetune.sh", "infer.sh", "comparison_test.sh"):
+    for script in ("finetune.sh", "infer.sh", "comparison_test.sh", "pretrain.sh"):
         code = [line for line in (ROOT / "scripts" / script).read_text(encoding="utf-8").splitlines()
                 if not line.lstrip().startswith("#")]
         for value in ("SmolLM2-135M-Instruct", "1280", PROMPT_TEMPLATE, "3e-4", "256", "128", "False", "True"):

@@ -14,7 +14,8 @@ from pathlib import Path
 import peft
 import torch
 import transformers
-from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, prepare_model_for_kbit_training
+from peft import (LoraConfig, PeftModel, TrainableTokensConfig, get_peft_model, get_peft_model_state_dict,
+                  prepare_model_for_kbit_training)
 from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 from safetensors import safe_open
 from safetensors.torch import load_file
@@ -92,6 +93,39 @@ def attach_lora(model, lora_r=8, lora_alpha=16, lora_dropout=0.05, target_module
                 lora_r, lora_alpha, target_modules,
                 f", training {list(modules_to_save)} in full" if modules_to_save else "",
                 trainable, total, 100 * trainable / total)
+    return model
+
+
+def embedding_module_names(model) -> tuple[str, str | None, bool]:
+    """(input embedding module name, LM head module name, whether the two share one weight)."""
+    names = {id(module): name for name, module in model.named_modules()}
+    embed, head = model.get_input_embeddings(), model.get_output_embeddings()
+    tied = head is not None and head.weight is embed.weight
+    return names[id(embed)], names.get(id(head)) if head is not None else None, tied
+
+
+def attach_embedding_training(model, token_indices=None, gradient_checkpointing=False):
+    """Stage 1 of continued pre-training: only rows of the input embeddings and the LM head learn.
+
+    PEFT's TrainableTokens keeps a trainable copy of the chosen rows (`token_indices`, default every row) and
+    leaves every other tensor of the model untouched; where the LM head shares the embedding's weight, PEFT ties
+    the head to the same rows, else the head's rows get a copy of their own.
+    """
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.enable_input_require_grads()
+    embed_name, head_name, tied = embedding_module_names(model)
+    rows = model.get_input_embeddings().weight.shape[0]
+    indices = sorted(set(token_indices)) if token_indices is not None else list(range(rows))
+    if not indices or indices[0] < 0 or indices[-1] >= rows:
+        raise ModelLoadError(f"token rows to train must lie in 0..{rows - 1}; got {len(indices)} rows "
+                             f"({indices[:1]}..{indices[-1:]})")
+    targets = [embed_name] if tied or head_name is None else [embed_name, head_name]
+    model = get_peft_model(model, TrainableTokensConfig(token_indices=indices, target_modules=targets))
+    trainable, total = model.get_nb_trainable_parameters()
+    logger.info("Training only %d of %d embedding rows of %s (LM head %s): %d trainable of %d parameters (%.3f%%)",
+                len(indices), rows, embed_name, "tied to it" if tied else head_name, trainable, total,
+                100 * trainable / total)
     return model
 
 
@@ -211,7 +245,8 @@ def verify_saved_adapter(model, output_dir, trained: bool) -> int:
     for key, value in expected.items():
         if not torch.allclose(saved[key].float(), value.float(), atol=1e-6):
             raise AdapterError(f"{path}: saved tensor {key} differs from the trained model's")
-    if trained and all(torch.count_nonzero(v) == 0 for k, v in saved.items() if "lora_B" in k):
+    lora_b = [v for k, v in saved.items() if "lora_B" in k]
+    if trained and lora_b and all(torch.count_nonzero(v) == 0 for v in lora_b):
         # Saved faithfully, but a no-op: e.g. a run so short that warm-up kept the learning rate at 0.
         logger.warning("%s: every lora_B matrix is still zero, so this adapter does not change the model; "
                        "train longer or with fewer --warmup_steps", path)

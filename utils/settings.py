@@ -32,6 +32,11 @@ LORA_R = 8
 LORA_ALPHA = 16
 LORA_DROPOUT = 0.05
 
+# Continued pre-training (pretrain.py): the raw corpus, the length of the packed blocks, the learning rate.
+PRETRAIN_DATA = "instruction_data/pretrain"
+BLOCK_SIZE = 512
+PRETRAIN_LEARNING_RATE = 2e-4
+
 # Generation: greedy unless --do_sample; sampling settings as Chinese-LLaMA-Alpaca's demo uses.
 MAX_NEW_TOKENS = 256
 INFER_BATCH_SIZE = 4

@@ -22,6 +22,7 @@ from utils.loading import load_base_model, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
+ADDED_TOKENS_FILE = "added_tokens.txt"  # the new tokens, one per line, beside the extended base
 CJK = re.compile(r"^[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+$")
 
 
@@ -103,6 +104,21 @@ def extend_base(base_model: str, corpus, vocab_size: int, output_dir, eval_path=
                "tokens_per_chinese_char_after": round(after, 3), "measured_on": str(eval_path or corpus),
                "modules_to_save": ["embed_tokens", "lm_head"]}
     write_run_info(output_dir, **summary)
-    (output_dir / "added_tokens.txt").write_text("\n".join(added) + "\n", encoding="utf-8")
+    (output_dir / ADDED_TOKENS_FILE).write_text("\n".join(added) + "\n", encoding="utf-8")
     logger.info("Added %d Chinese tokens; tokens per Chinese character %.3f -> %.3f", len(added), before, after)
     return summary
+
+
+
+def new_token_rows(model_dir, tokenizer) -> list[int]:
+    """The embedding rows of the tokens extend_base added to MODEL_DIR (its added_tokens.txt); [] if none."""
+    path = Path(model_dir) / ADDED_TOKENS_FILE
+    if not path.is_file():
+        return []
+    pieces = [p for p in path.read_text(encoding="utf-8").split("\n") if p.strip()]
+    rows = tokenizer.convert_tokens_to_ids(pieces)
+    unknown = [p for p, r in zip(pieces, rows) if r is None or r == tokenizer.unk_token_id]
+    if unknown:
+        raise DataError(f"{path}: {len(unknown)} listed token(s) are not in the tokenizer of {model_dir} "
+                        f"(first: {unknown[0]!r}); the file belongs to another extension")
+    return rows
