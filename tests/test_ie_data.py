@@ -18,9 +18,14 @@ DUEE_FIN_TYPES = {"质押", "解除质押", "股份回购", "中标", "高管变
                   "公司上市", "股东增持", "股东减持", "企业破产"}
 
 
+def entity_types(name):
+    """`LABEL 名称` per line: the corpus's tag and the type name the instructions use."""
+    return dict(line.split(" ") for line in (SRC / name).read_text(encoding="utf-8").splitlines())
+
+
 def read_bio(path):
     """[(sentence, [(type, text), ...])] from a character-per-line BIO file; asserts it is well formed."""
-    types = json.loads((SRC / "ner_bio_types.json").read_text(encoding="utf-8"))
+    types = entity_types("ner_bio_types.txt")
     out, chars, tags = [], [], []
     lines = path.read_text(encoding="utf-8").split("\n")
     for n, line in enumerate(lines + [""], 1):
@@ -56,7 +61,7 @@ BOSON = re.compile(r"\{\{([a-z_]+):([^{}]+?)\}\}")
 
 
 def read_boson(path):
-    types = json.loads((SRC / "ner_boson_types.json").read_text(encoding="utf-8"))
+    types = entity_types("ner_boson_types.txt")
     out = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         assert line.strip(), (path.name, n, "blank line")
@@ -145,7 +150,7 @@ def test_no_sentence_is_shared_between_training_and_held_out_sources(task):
 def test_bio_entities_match_the_sentence_and_cover_every_type():
     recs = read_bio(SRC / "ner_bio_train.txt")
     types = Counter(t for _, ents in recs for t, _ in ents)
-    assert set(types) == set(json.loads((SRC / "ner_bio_types.json").read_text(encoding="utf-8")))
+    assert set(types) == set(entity_types("ner_bio_types.txt"))
     assert all(text in sent for sent, ents in recs for _, text in ents)
 
 
