@@ -237,6 +237,12 @@ def test_duee_malformed_events(tmp_path, event, message):
         read_duee(jsonl(tmp_path / "duee.json", [{"text": "甲质押", "event_list": [event]}]), schema)
 
 
+def test_a_file_with_no_type_and_no_schema_is_an_error(tmp_path):
+    with pytest.raises(IEError, match=r"finre.txt: no type to ask for"):
+        convert_file("finre", write(tmp_path / "finre.txt", "甲\t乙\tNA\t甲和乙\n"), tmp_path / "o.json")
+    assert not (tmp_path / "o.json").exists()
+
+
 def test_duee_without_schema_collects_types_and_roles(tmp_path):
     source = jsonl(tmp_path / "duee.json", [{"text": "甲中标", "event_list": [
         {"event_type": "中标", "trigger": "中标", "arguments": [{"role": "中标公司", "argument": "甲"}]}]}])
@@ -279,3 +285,17 @@ def test_command_converts_and_a_malformed_line_leaves_no_output(tmp_path):
         f"error: {bad}: line 4: field 'tag': expected a character and its tag separated by a space or tab "
         f"(`字 B-ORG`), got '银'")
     assert not out2.exists() and sorted(p.name for p in out.parent.iterdir()) == ["ner.json"]
+
+
+def test_merge_concatenates_converted_files_into_one_test_set(tmp_path):
+    ner = tmp_path / "ner.json"
+    convert_file("bio", write(tmp_path / "bio.txt", "甲 B-公司\n"), ner)
+    ee = tmp_path / "ee.json"
+    convert_file("duee", jsonl(tmp_path / "duee.json", [{"text": "乙中标", "event_list": [
+        {"event_type": "中标", "trigger": "中标", "arguments": []}]}]), ee)
+    out = tmp_path / "test.json"
+    done = run_script("-m", "utils.ie", "merge", ner, ee, "--output", out)
+    assert done.returncode == 0, done.stderr[-2000:]
+    merged = json.loads(out.read_text(encoding="utf-8"))
+    assert merged == json.loads(ner.read_text(encoding="utf-8")) + json.loads(ee.read_text(encoding="utf-8"))
+    assert [r["task"] for r in merged] == ["ner", "ee"]

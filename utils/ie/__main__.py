@@ -1,5 +1,6 @@
 """`python -m utils.ie convert --format bio|boson|duie|finre|duee INPUT --output OUT.json [--schema FILE]`
-and `python -m utils.ie score ANSWERS.jsonl`: the IE command line."""
+`python -m utils.ie merge A.json B.json --output OUT.json` and `python -m utils.ie score ANSWERS.jsonl`:
+the IE command line."""
 from __future__ import annotations
 
 import json
@@ -28,10 +29,23 @@ def convert(input: str, output: str = "", format: str = "", schema: str = "", li
     print(json.dumps(summary, ensure_ascii=False))
 
 
+def merge(*inputs: str, output: str = ""):
+    """Concatenate converted files (JSON lists of records) into one OUTPUT, e.g. a test set of all three tasks."""
+    from utils.errors import UsageError
+    from utils.files import atomic_write_json
+
+    if not inputs or not output:
+        raise UsageError("usage: python -m utils.ie merge A.json B.json ... --output OUT.json")
+    records = [record for path in inputs for record in load_records(path)]
+    atomic_write_json(output, [{k: v for k, v in r.items() if k != "history" or v} for r in records], indent=1)
+    print(json.dumps({"output": str(output), "records": len(records), "inputs": [str(p) for p in inputs]},
+                     ensure_ascii=False))
+
+
 def score(path: str):
     """F1 per IE task of an answers file (infer.py's JSONL: task, output, model_output), as JSON."""
     print(json.dumps(score_ie(load_records(path, require_output=False)), ensure_ascii=False, indent=1))
 
 
 if __name__ == "__main__":
-    run({"convert": convert, "score": score})
+    run({"convert": convert, "merge": merge, "score": score})

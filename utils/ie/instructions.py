@@ -116,6 +116,9 @@ def convert_file(fmt: str, path, output, schema_path=None, limit: int = 0, seed:
     --limit N keeps N samples drawn with the seed (in file order); 0 keeps all.
     """
     task, samples, schema = read_samples(fmt, path, schema_path)
+    if not schema.types:
+        raise IEError(f"{path}: no type to ask for: the file has no entity, relation or event; give the types "
+                      f"with --schema")
     total = len(samples)
     if limit and limit < 0:
         raise IEError(f"--limit must be 0 (all) or a positive number of samples, got {limit}")
