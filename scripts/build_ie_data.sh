@@ -24,8 +24,8 @@ convert() {  # convert FORMAT NAME [SCHEMA]: NAME_train -> OUT/NAME.json, NAME_t
   "$PYTHON" -m utils.ie convert "$SRC/${name}_test.$ext" --output "$TMP/$name.json" --seed "$((SEED + 1))" "${flags[@]}"
 }
 
-convert bio ner_bio
-convert boson ner_boson
+convert bio ner_bio ner_bio_types.txt
+convert boson ner_boson ner_boson_types.txt
 convert duie re_duie re_duie_schema.json
 convert finre re_finre re_finre_relation2id.txt
 convert duee ee_duee ee_duee_schema.json
