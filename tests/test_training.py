@@ -15,13 +15,26 @@ def test_gradient_accumulation_spreads_the_batch_over_processes(monkeypatch):
         training.gradient_accumulation(2, 4)
 
 
+def write_fake_checkpoint(folder, step):
+    """The files a Trainer checkpoint of a LoRA run holds, small but each loadable."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    folder.mkdir()
+    (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    save_file({"w": torch.zeros(2)}, str(folder / "adapter_model.safetensors"))
+    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth"):
+        torch.save({"step": step}, folder / name)
+
+
 def test_find_checkpoint(tmp_path):
     assert training.find_checkpoint(None, tmp_path) is None
     assert training.find_checkpoint("False", tmp_path) is None
     assert training.find_checkpoint(True, tmp_path / "missing") is None
     for step in (2, 10):
-        (tmp_path / f"checkpoint-{step}").mkdir()
-        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+        write_fake_checkpoint(tmp_path / f"checkpoint-{step}", step)
     assert training.find_checkpoint("True", tmp_path).endswith("checkpoint-10")
     assert training.find_checkpoint(str(tmp_path / "checkpoint-2"), tmp_path).endswith("checkpoint-2")
     with pytest.raises(TrainingError, match="no trainer_state.json"):

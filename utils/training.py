@@ -7,14 +7,16 @@ from __future__ import annotations
 import logging
 import os
 import resource
+import shlex
+import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
+from utils import safeguards
 from utils.adapters import ADAPTER_FILE, RUN_INFO_FILE, AdapterError, verify_saved_adapter, write_run_info
 from utils.data.records import split_train_val
 from utils.data.tokenize import build_dataset
@@ -52,11 +54,22 @@ def tokenized_splits(records, val_set_size, seed, data_path, prompter, tokenizer
 
 
 def find_checkpoint(resume_from_checkpoint, output_dir) -> str | None:
-    """`True`: the latest checkpoint-N in output_dir (None if there is none); a path: that folder."""
+    """`True`: the latest complete checkpoint-N in output_dir (None if there is none); a path: that folder.
+
+    Every file of the checkpoint is checked first (utils/safeguards.py): a newest one cut off mid-write
+    is moved aside with a warning and the one before it is used; a run never trains on from garbage.
+    """
     if resume_from_checkpoint in (None, False, "", "False", "false"):
         return None
     if resume_from_checkpoint in (True, "True", "true"):
-        last = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+        had = [p.name for p in safeguards.checkpoints(output_dir)]
+        last = safeguards.latest_complete_checkpoint(output_dir)
+        if last is None and had:
+            raise TrainingError(
+                f"--resume_from_checkpoint True: no complete checkpoint in {output_dir} ({', '.join(had)} "
+                f"cut off, moved aside as {safeguards.BROKEN_PREFIX}*); run without --resume_from_checkpoint "
+                f"to start over"
+            )
         if last is None:
             logger.warning("No checkpoint-N folder in %s to resume from; starting from the beginning", output_dir)
         return last
@@ -66,6 +79,10 @@ def find_checkpoint(resume_from_checkpoint, output_dir) -> str | None:
             f"--resume_from_checkpoint {path}: not a Trainer checkpoint folder (no trainer_state.json); "
             f"give a checkpoint-N folder of an earlier run, or True for the latest in --output_dir"
         )
+    try:
+        safeguards.check_checkpoint(path)
+    except safeguards.TrainingFault as fault:
+        raise TrainingError(f"--resume_from_checkpoint {path}: checkpoint is incomplete: {fault}") from fault
     return str(path)
 
 
@@ -133,12 +150,39 @@ def build_trainer(model, tokenizer, args, train_set, val_set) -> Trainer:
     return trainer
 
 
+def resume_hint() -> str:
+    """The command that resumes this run: the same flags plus --resume_from_checkpoint True."""
+    if sys.argv and sys.argv[0].endswith(".py"):
+        flags = [a for a in sys.argv if not a.startswith("--resume_from_checkpoint")]
+        return "python " + shlex.join(flags)
+    return "python finetune.py <the same flags>"
+
+
 def train(trainer: Trainer, checkpoint: str | None) -> dict:
-    """Run the Trainer (resuming from `checkpoint` if given); the training loss, wall time and final eval loss."""
+    """Run the Trainer (resuming from `checkpoint` if given); the training loss, wall time and final eval loss.
+
+    Guarded (utils/safeguards.py): a NaN/inf loss stops the run at once, SIGTERM / Ctrl-C save a
+    checkpoint and stop with the command that resumes, a full disk names the folder and the bytes needed.
+    """
     if checkpoint:
         logger.info("Resuming from %s", checkpoint)
+    stop = safeguards.StopOnSignal()
+    trainer.add_callback(safeguards.LossGuard(trainer.model))
+    trainer.add_callback(stop)
     started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=checkpoint)
+    try:
+        with stop:
+            result = trainer.train(resume_from_checkpoint=checkpoint)
+    except safeguards.TrainingFault:
+        raise
+    except Exception as err:
+        out, step = trainer.args.output_dir, trainer.state.global_step
+        trainable = sum(p.numel() * p.element_size() for p in trainer.model.parameters() if p.requires_grad)
+        needed = safeguards.checkpoint_bytes(out, step, trainable)
+        if safeguards.is_disk_full(err, out, needed):
+            raise safeguards.disk_full_error(out, step, needed) from err
+        raise
+    stop.raise_if_stopped(trainer, resume_hint())
     seconds = time.perf_counter() - started
     # Evaluation gathers across processes, so every process takes part before rank 0 saves alone.
     eval_loss = trainer.evaluate()["eval_loss"] if trainer.eval_dataset is not None else None
