@@ -169,3 +169,46 @@ def test_no_held_out_sentence_appears_in_any_task_s_training_sources():
     train = {s for task in TASKS for s in sentences(task, "train")}
     test = {s for task in TASKS for s in sentences(task, "test")}
     assert not train & test, sorted(train & test)[:3]
+
+
+# ---------------------------------------------------------------- the converted records in instruction_data/ie/
+
+IE = ROOT / "instruction_data" / "ie"
+CONVERTED = {  # file written by scripts/build_ie_data.sh -> (format, source stem, schema file)
+    "ner_bio": ("bio", "ner_bio_{}.txt", "ner_bio_types.txt"),
+    "ner_boson": ("boson", "ner_boson_{}.txt", "ner_boson_types.txt"),
+    "re_duie": ("duie", "re_duie_{}.jsonl", "re_duie_schema.json"),
+    "re_finre": ("finre", "re_finre_{}.txt", "re_finre_relation2id.txt"),
+    "ee_duee": ("duee", "ee_duee_{}.jsonl", "ee_duee_schema.json"),
+}
+SEED = 42  # build_ie_data.sh's default; the test set uses SEED + 1
+
+
+def load(path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def regenerate(name, split, seed):
+    from utils.ie.instructions import read_samples, records_from_samples
+
+    fmt, pattern, schema = CONVERTED[name]
+    task, samples, schema = read_samples(fmt, SRC / pattern.format(split), SRC / schema)
+    return records_from_samples(task, samples, schema, seed)
+
+
+def test_shipped_records_are_what_the_converters_make_of_the_sources():
+    """Stale converted files (a source edited without rerunning scripts/build_ie_data.sh) fail here."""
+    for name in CONVERTED:
+        assert load(IE / f"{name}.json") == regenerate(name, "train", SEED), name
+    assert load(IE / "ie_test.json") == [r for name in CONVERTED for r in regenerate(name, "test", SEED + 1)]
+
+
+def test_held_out_ie_set_shares_no_sentence_with_the_training_records_and_has_30_per_task():
+    train = {r["input"] for name in CONVERTED for r in load(IE / f"{name}.json")}
+    test = load(IE / "ie_test.json")
+    assert not train & {r["input"] for r in test}
+    per_task = Counter()
+    for task in ("ner", "re", "ee"):
+        per_task[task] = len({r["input"] for r in test if r["task"] == task})
+    assert min(per_task.values()) >= 30, per_task
+    assert all(json.loads(r["output"]) is not None for r in test)  # canonical JSON answers
