@@ -7,7 +7,8 @@ For the base alone and base + each adapter (label=folder): micro F1 per IE task 
 (type, role, text), scored by utils.ie.metrics, greedy answers), and the teacher-forced loss of the held-out
 financial QA answers (utils.reference_loss, per answer token). benchmarks/ie_mixed_training.sh trains the
 adapters and calls this; --per_task N scores N cases per IE task drawn with --seed (0 = all);
---include_base False leaves the base alone out (to split a long run).
+--include_base False leaves the base alone out (to split a long run); --qa_limit N (a quick check) scores the
+first N QA cases only.
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def pick(cases: list[dict], per_task: int, seed: int) -> list[dict]:
 def main(adapters: str = "", base_model: str = settings.BASE_MODEL,
          ie_test: str = "instruction_data/ie/ie_test.json", qa_test: str = settings.INFER_DATA,
          per_task: int = 0, seed: int = 42, max_new_tokens: int = 160, batch_size: int = 8,
-         cutoff_len: int = 768, answers_dir: str = "", include_base=True):
+         cutoff_len: int = 768, answers_dir: str = "", include_base=True, qa_limit: int = 0):
     models = [("base", "")] if parse_bool(include_base, "include_base") else []
     for item in parse_list(adapters):
         label, _, folder = item.partition("=")
@@ -58,6 +59,8 @@ def main(adapters: str = "", base_model: str = settings.BASE_MODEL,
     if not any(case.get("task") for case in ie_cases):
         raise UsageError(f"{ie_test}: no record carries a 'task' (ner, re or ee)")
     qa_cases = load_records(qa_test)
+    if int(qa_limit) > 0:
+        qa_cases = qa_cases[:int(qa_limit)]  # a quick check of the script; the table uses every case
     counts = {t: sum(1 for c in ie_cases if c.get("task") == t) for t in TASKS}
     results = []
     for label, folder in models:
