@@ -23,6 +23,9 @@ from utils.settings import ROOT
 logger = logging.getLogger(__name__)
 
 LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
+# What `scripts/setup_llama_cpp.sh --runtime` installs: the same version with its OpenAI-compatible server
+# (`python -m llama_cpp.server`, which needs the `server` extra's FastAPI, uvicorn and sse-starlette).
+LLAMA_CPP_RUNTIME = LLAMA_CPP_PYTHON.replace("==", "[server]==")
 CACHE = ROOT / ".cache" / "llama.cpp"
 CONVERTER_TYPES = ("f16", "bf16", "f32", "q8_0")
 # llama.cpp's quantization type ids (enum llama_ftype) for the types made from an f16 file.
