@@ -12,7 +12,7 @@ from transformers import set_seed
 from utils import settings, training
 from utils.adapters import attach_lora, read_run_info
 from utils.cli import parse_bool, parse_list, run
-from utils.data.check import load_checked_records
+from utils.data.mixing import load_data_mix
 from utils.loading import load_base_model, load_tokenizer, resolve_model_path
 from utils.prompter import Prompter
 
@@ -71,7 +71,7 @@ def train(
 
     # Setup: flags, data and template are checked before any time is spent on the model.
     accumulation = training.gradient_accumulation(batch_size, micro_batch_size)
-    records = load_checked_records(data_path)
+    records, data_mix = load_data_mix(data_path, seed)  # a,b:N,c:W mixes several files
     tokenizer = load_tokenizer(base_model, padding_side="right", trust_remote_code=trust_remote_code)
     prompter = Prompter(template, tokenizer)
     train_set, val_set = training.tokenized_splits(records, val_set_size, seed, data_path, prompter, tokenizer,
@@ -100,8 +100,8 @@ def train(
         return None
 
     # Save, check, summarise.
-    run_info = dict(base_model=base_model, data_path=data_path, prompt_template=prompter.template_name,
-                    load_8bit=load_8bit, load_4bit=load_4bit, cutoff_len=cutoff_len, lora_r=lora_r,
+    run_info = dict(base_model=base_model, data_path=data_path, data_mix=data_mix,
+                    prompt_template=prompter.template_name, load_8bit=load_8bit, load_4bit=load_4bit, cutoff_len=cutoff_len, lora_r=lora_r,
                     lora_alpha=lora_alpha, train_on_inputs=train_on_inputs, add_eos_token=add_eos_token, seed=seed)
     adapter_bytes = training.save_checked_adapter(trainer, tokenizer, output_dir, run_info)
     return training.write_summary(trainer, outcome, adapter_bytes, output_dir)

@@ -2,7 +2,8 @@
 # LoRA fine-tuning. Each variable below, when set, becomes finetune.py's flag; unset, finetune.py's own default
 # applies (utils/settings.py). Extra arguments go to finetune.py as they are (e.g. --max_steps 20 --lora_r 16).
 #   BASE_MODEL        base model folder or hub id     (base_models/SmolLM2-135M-Instruct)
-#   DATA_PATH         training data, JSON list/JSONL  (instruction_data/fin_data.json)
+#   DATA_PATH         training data, JSON list/JSONL  (instruction_data/fin_data.json); several files mixed:
+#                     a.json,b.json:200,c.json:0.5 (200 records of b, half of c; drawn with --seed)
 #   OUTPUT_DIR        where the adapter is saved      (outputs/lora-fin)
 #   TEMPLATE          prompt template name            (fin_qa; fin_template = the original's prompt)
 #   NUM_EPOCHS (3)  BATCH_SIZE (16)  MICRO_BATCH_SIZE (4)  LEARNING_RATE (3e-4)  CUTOFF_LEN (1280)

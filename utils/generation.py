@@ -82,6 +82,7 @@ def answer_cases(model, tokenizer, prompter, cases: list[dict], batch_size: int 
             "model_output": answer["text"],
             "new_tokens": answer["new_tokens"],
             "seconds": answer["seconds"],
+            **({"task": case["task"]} if case.get("task") else {}),  # an IE case is scored by F1 (utils/ie)
         }
         for case, answer in zip(cases, answers)
     ]

@@ -4,6 +4,9 @@ ROUGE-1/2/L: F1 of `rouge_chinese` on jieba-segmented words. BLEU-4: NLTK's
 sentence BLEU on characters with smoothing method 3. Character ROUGE-L: F1 of the
 longest common subsequence of characters, independent of segmentation. All x100,
 averaged over cases; an empty answer or reference scores 0.
+
+Cases that carry a `task` (information extraction: ner, re, ee) are scored by F1 instead
+(utils/ie/metrics.py): `ner-f1`, `re-f1`, `ee-event-f1`, `ee-argument-f1`, `ie_invalid` (answers with no JSON), details in `ie`.
 """
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ import logging
 import jieba
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 from rouge_chinese import Rouge
+
+from utils.ie.metrics import flat_scores, score_ie
 
 logger = logging.getLogger(__name__)
 jieba.setLogLevel(logging.WARNING)  # jieba prints its dictionary loading at INFO
@@ -62,11 +67,16 @@ def score_pair(prediction: str, reference: str) -> dict[str, float]:
 
 
 def score_answers(rows: list[dict]) -> dict[str, float]:
-    """Mean scores over rows with a reference (`output`) and an answer (`model_output`)."""
-    scored = [score_pair(r["model_output"], r["output"]) for r in rows if r.get("output")]
-    if not scored:
-        return {}
-    means = {name: round(sum(s[name] for s in scored) / len(scored), 2) for name in scored[0]}
-    means["mean_answer_chars"] = round(sum(len(r["model_output"]) for r in rows) / len(rows), 1)
-    means["scored_cases"] = len(scored)
+    """Mean scores over QA rows with a reference (`output`) and an answer (`model_output`); F1 of IE rows."""
+    ie_rows = [r for r in rows if r.get("task") and r.get("output")]
+    scored = [score_pair(r["model_output"], r["output"]) for r in rows if r.get("output") and not r.get("task")]
+    means = {}
+    if scored:
+        means = {name: round(sum(s[name] for s in scored) / len(scored), 2) for name in scored[0]}
+        means["scored_cases"] = len(scored)
+    if ie_rows:
+        ie = score_ie(ie_rows)
+        means.update(flat_scores(ie), ie=ie, ie_cases=len(ie_rows))
+    if means:
+        means["mean_answer_chars"] = round(sum(len(r["model_output"]) for r in rows) / len(rows), 1)
     return means

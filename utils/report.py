@@ -24,11 +24,17 @@ COLUMNS = [
     ("char-rouge-l", "char ROUGE-L", "{:.2f}"),
     ("bleu-4", "BLEU-4", "{:.2f}"),
     ("exam_accuracy", "exam acc. (%)", "{:.1f}"),
+    ("ner-f1", "NER F1", "{:.2f}"),
+    ("re-f1", "RE F1", "{:.2f}"),
+    ("ee-event-f1", "EE event F1", "{:.2f}"),
+    ("ee-argument-f1", "EE arg. F1", "{:.2f}"),
+    ("ie_invalid", "IE invalid answers", "{:d}"),
     ("mean_answer_chars", "mean answer chars", "{:.1f}"),
     ("tokens_per_second", "gen. tokens/s", "{:.1f}"),
 ]
 CHART_SCORES = [("rouge-l", "ROUGE-L"), ("char-rouge-l", "char ROUGE-L"), ("bleu-4", "BLEU-4"),
-                ("exam_accuracy", "exam accuracy %")]
+                ("exam_accuracy", "exam accuracy %"), ("ner-f1", "NER F1"), ("re-f1", "RE F1"),
+                ("ee-event-f1", "EE event F1"), ("ee-argument-f1", "EE arg. F1")]
 CHART_LOSSES = [("fin_loss", "held-out financial loss"), ("general_loss", "general-domain loss")]
 
 

@@ -165,5 +165,6 @@ def flat_scores(scores: dict) -> dict[str, float]:
             flat["ee-event-f1"], flat["ee-argument-f1"] = s["event_f1"], s["argument_f1"]
         else:
             flat[f"{task}-f1"] = s["f1"]
-        flat[f"{task}-invalid"] = s["invalid"]
+    if scores:
+        flat["ie_invalid"] = sum(s["invalid"] for s in scores.values())
     return flat
