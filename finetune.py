@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from transformers import set_seed
 
-from utils import settings, training
+from utils import safeguards, settings, training
 from utils.adapters import attach_lora, read_run_info
 from utils.cli import parse_bool, parse_list, run
 from utils.data.mixing import load_data_mix
@@ -58,6 +58,7 @@ def train(
     wandb_watch: str = "",
     wandb_log_model: str = "",
     resume_from_checkpoint=None,
+    overwrite=False,  # replace a finished adapter already in --output_dir
 ):
     """Fine-tune BASE_MODEL with LoRA on DATA_PATH and save the adapter in OUTPUT_DIR."""
     load_8bit, load_4bit = parse_bool(load_8bit, "load_8bit"), parse_bool(load_4bit, "load_4bit")
@@ -77,6 +78,8 @@ def train(
     train_set, val_set = training.tokenized_splits(records, val_set_size, seed, data_path, prompter, tokenizer,
                                                    cutoff_len, train_on_inputs, add_eos_token)
     checkpoint = training.find_checkpoint(resume_from_checkpoint, output_dir)
+    safeguards.refuse_finished_output(output_dir, parse_bool(overwrite, "overwrite"),
+                                      resuming=resume_from_checkpoint not in (None, False, "", "False", "false"))
     training.configure_wandb(wandb_project, wandb_watch, wandb_log_model)
     model = load_base_model(base_model, load_8bit=load_8bit, load_4bit=load_4bit, trust_remote_code=trust_remote_code)
     # A base whose vocabulary was extended says which new modules must learn (extend_vocab.py).

@@ -43,13 +43,20 @@ def test_8bit_training_runs(tiny_model, train_file, tmp_path):
     assert summary["global_step"] == 3 and (out / "adapter_model.safetensors").stat().st_size > 1000
 
 
-def test_resume_from_checkpoint_runs_only_the_remaining_steps(tiny_model, train_file, tmp_path, monkeypatch):
+def test_resume_from_checkpoint_continues_as_the_uninterrupted_run(tiny_model, train_file, tmp_path, monkeypatch):
+    """Resume from checkpoint-4 of a 6-step run: steps 5-6 must match the uninterrupted run's steps 5-6."""
+    import shutil
+
     import transformers
+    from safetensors.torch import load_file
 
     out = tmp_path / "lora"
-    finetune.train(base_model=tiny_model, data_path=train_file, output_dir=str(out), max_steps=4, save_steps=2, **FAST)
-    first_losses = logged_losses(out)
-    # As if the run had been killed after checkpoint-4: resume and go on to step 6.
+    finetune.train(base_model=tiny_model, data_path=train_file, output_dir=str(out), max_steps=6, save_steps=2, **FAST)
+    uninterrupted = logged_losses(out)
+    reference = load_file(str(out / "adapter_model.safetensors"))
+    # As if the run had been killed after checkpoint-4: remove what came after, resume with the same flags.
+    shutil.rmtree(out / "checkpoint-6")
+    (out / "adapter_model.safetensors").unlink()
     calls = []
     original = transformers.Trainer.training_step
     monkeypatch.setattr(transformers.Trainer, "training_step",
@@ -58,7 +65,10 @@ def test_resume_from_checkpoint_runs_only_the_remaining_steps(tiny_model, train_
                              save_steps=2, resume_from_checkpoint=True, **FAST)
     assert len(calls) == 2, "a resumed run must only do the steps after the checkpoint"
     assert summary["global_step"] == 6
-    assert logged_losses(out)[:4] == first_losses
+    resumed = logged_losses(out)  # steps 1-4 reloaded from checkpoint-4, steps 5-6 computed after the resume
+    assert resumed[4:] == pytest.approx(uninterrupted[4:], abs=1e-5) and len(resumed) == 6
+    saved = load_file(str(out / "adapter_model.safetensors"))
+    assert all(torch.allclose(saved[k], reference[k], atol=1e-5) for k in reference)
 
 
 def test_resume_from_a_folder_that_is_not_a_checkpoint(tiny_model, train_file, tmp_path):

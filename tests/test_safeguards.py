@@ -145,7 +145,7 @@ def small_disk(tmp_path):
         pytest.skip(f"cannot mount a size-limited tmpfs here ({done.stderr.strip() or 'mount failed'}); "
                     f"needs root or CAP_SYS_ADMIN")
     yield mount
-    subprocess.run(["umount", str(mount)], check=False)
+    subprocess.run(["umount", "--lazy", str(mount)], check=False)  # lazy: the failed save may still hold a file open
 
 
 def test_a_full_disk_names_the_folder_and_keeps_the_previous_checkpoint(small_disk, tiny_model, train_file):
@@ -170,3 +170,31 @@ def test_a_complete_checkpoint_passes_and_json_step_must_match(two_checkpoints):
     (folder / "trainer_state.json").write_text(json.dumps(state))
     with pytest.raises(safeguards.TrainingFault, match="records step 7, not 2"):
         safeguards.check_checkpoint(folder)
+
+
+def test_a_finished_adapter_is_not_overwritten_unless_asked(tiny_model, train_file, tmp_path):
+    out = tmp_path / "o"
+    finetune.train(base_model=tiny_model, data_path=train_file, output_dir=str(out), max_steps=2, **FAST)
+    adapter = (out / "adapter_model.safetensors").read_bytes()
+    with pytest.raises(safeguards.TrainingFault, match=f"{out} already holds a finished adapter.*--overwrite True"):
+        finetune.train(base_model=tiny_model, data_path=train_file, output_dir=str(out), max_steps=2, **FAST)
+    assert (out / "adapter_model.safetensors").read_bytes() == adapter
+    summary = finetune.train(base_model=tiny_model, data_path=train_file, output_dir=str(out), max_steps=2,
+                             overwrite=True, **{**FAST, "learning_rate": 5e-2})
+    assert summary["global_step"] == 2 and (out / "adapter_model.safetensors").read_bytes() != adapter
+
+
+def test_a_save_cut_off_midway_leaves_no_adapter_that_looks_done(tiny_model, train_file, tmp_path, monkeypatch):
+    """The adapter is written and checked in output_dir/.saving, then renamed in: a crash before that leaves nothing."""
+    from utils import training
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed while saving")
+
+    monkeypatch.setattr(training, "write_run_info", crash)
+    out = tmp_path / "o"
+    with pytest.raises(KeyboardInterrupt):
+        finetune.train(base_model=tiny_model, data_path=train_file, output_dir=str(out), max_steps=2, **FAST)
+    assert not (out / "adapter_model.safetensors").exists() and not (out / "cornucopia.json").exists()
+    assert not (out / ".saving").exists()
+    safeguards.check_checkpoint(out / "checkpoint-2")  # what the run did is kept for a resume

@@ -276,3 +276,19 @@ def disk_full_error(output_dir, step: int, needed: int) -> TrainingFault:
         f"{needed:,} bytes and {free:,} are free. Removed the partial checkpoint-{step}; {kept}. Free space or "
         f"choose another --output_dir, then resume with --resume_from_checkpoint True."
     )
+
+
+# ---------------------------------------------------------------- a finished run is not overwritten by accident
+
+def refuse_finished_output(output_dir, overwrite: bool, resuming: bool) -> None:
+    """An output folder that already holds a finished adapter (its run info is written last) needs --overwrite True."""
+    from utils.adapters import ADAPTER_FILE, RUN_INFO_FILE  # adapters imports the model stack; only needed here
+
+    folder = Path(output_dir)
+    if overwrite or resuming or not ((folder / RUN_INFO_FILE).is_file() and (folder / ADAPTER_FILE).is_file()):
+        return
+    raise TrainingFault(
+        f"{folder} already holds a finished adapter ({ADAPTER_FILE}, {RUN_INFO_FILE}); choose another "
+        f"--output_dir, or pass --overwrite True to replace it (--resume_from_checkpoint True goes on from its "
+        f"checkpoints instead)"
+    )

@@ -8,6 +8,7 @@ import logging
 import os
 import resource
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -190,16 +191,35 @@ def train(trainer: Trainer, checkpoint: str | None) -> dict:
 
 
 def save_checked_adapter(trainer: Trainer, tokenizer, output_dir, run_info: dict) -> int:
-    """Save adapter, tokenizer and run info, then read the adapter back; on a mismatch leave nothing that looks done."""
-    trainer.save_model(output_dir)
-    tokenizer.save_pretrained(output_dir)
-    write_run_info(output_dir, **run_info, global_step=trainer.state.global_step)
+    """Save adapter, tokenizer and run info, read the adapter back, then publish them; a crash leaves nothing that looks done.
+
+    Everything is written to output_dir/.saving first and checked there; only then is each file renamed
+    into output_dir (atomic on one filesystem), the run info last, so a folder with cornucopia.json holds
+    a complete, checked adapter.
+    """
+    staging = Path(output_dir) / ".saving"
+    shutil.rmtree(staging, ignore_errors=True)
     try:
-        return verify_saved_adapter(trainer.model, output_dir, trained=trainer.state.global_step > 0)
-    except AdapterError:
-        for name in (ADAPTER_FILE, "adapter_config.json", RUN_INFO_FILE):
-            (Path(output_dir) / name).unlink(missing_ok=True)
+        trainer.save_model(str(staging))
+        tokenizer.save_pretrained(staging)
+        write_run_info(staging, **run_info, global_step=trainer.state.global_step)
+        size = verify_saved_adapter(trainer.model, staging, trained=trainer.state.global_step > 0)
+    except BaseException as err:  # Ctrl-C too: a half-written .saving must not stay behind
+        shutil.rmtree(staging, ignore_errors=True)
+        if not isinstance(err, Exception):
+            raise
+        needed = sum(p.numel() * p.element_size() for p in trainer.model.parameters() if p.requires_grad) + (1 << 20)
+        if not isinstance(err, AdapterError) and safeguards.is_disk_full(err, output_dir, needed):
+            raise safeguards.TrainingFault(
+                f"no space left on the disk of {output_dir} while saving the adapter: it needs about {needed:,} "
+                f"bytes and {shutil.disk_usage(output_dir).free:,} are free. The checkpoints are intact: free "
+                f"space, then run again with --resume_from_checkpoint True to save it."
+            ) from err
         raise
+    for path in sorted(staging.iterdir(), key=lambda p: p.name == RUN_INFO_FILE):
+        os.replace(path, Path(output_dir) / path.name)
+    staging.rmdir()
+    return size
 
 
 def peak_memory_mib() -> float:
