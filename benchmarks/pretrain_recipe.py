@@ -31,7 +31,7 @@ import finetune  # noqa: E402
 import pretrain  # noqa: E402
 from utils import settings  # noqa: E402
 from utils.adapters import load_for_inference  # noqa: E402
-from utils.cli import parse_list, run  # noqa: E402
+from utils.cli import parse_bool, parse_list, run  # noqa: E402
 from utils.data.records import load_records  # noqa: E402
 from utils.files import atomic_write_json  # noqa: E402
 from utils.prompter import Prompter  # noqa: E402
@@ -43,7 +43,7 @@ STEPS = ("extend", "a", "b", "c1", "c2", "c3", "table")
 
 class Bench:
     def __init__(self, out, base_model, train_data, eval_data, corpus, budget_s, shares, batch_size,
-                 micro_batch_size, stage1_lr, stage2_lr, learning_rate, block_size, vocab_size):
+                 micro_batch_size, stage1_lr, stage2_lr, learning_rate, block_size, vocab_size, score_stages=True):
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.results_file = self.out / "results.json"
@@ -54,6 +54,7 @@ class Bench:
         self.stage1_lr, self.stage2_lr, self.learning_rate = stage1_lr, stage2_lr, learning_rate
         self.block_size, self.vocab_size = block_size, vocab_size
         self.extended = self.out / "extended"
+        self.score_stages = score_stages
 
     def save(self, key, value):
         self.results[key] = value
@@ -76,10 +77,11 @@ class Bench:
 
     def score(self, base, lora=None) -> dict:
         """Loss per character and tokens per character of the held-out reference answers."""
+        # One case at a time, so no padding and no batch of full-vocabulary logits (the sum does not depend on it).
         cases = load_records(self.eval_data)
         model, tokenizer = load_for_inference(str(base), str(lora) if lora else None)
         prompter = Prompter(settings.PROMPT_TEMPLATE, tokenizer)
-        scored = reference_loss(model, tokenizer, prompter, cases)
+        scored = reference_loss(model, tokenizer, prompter, cases, batch_size=1)
         answers = [c["output"] for c in cases]
         tokens = sum(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers)
         return {"loss_per_char": scored["loss_per_char"], "loss_per_token": scored["loss"],
@@ -103,12 +105,12 @@ class Bench:
             run_ = self.timed("c1", pretrain.train, s1 * budget, base_model=str(self.extended), data_path=self.corpus,
                               train_embeddings_only=True, block_size=self.block_size, learning_rate=self.stage1_lr,
                               **self.batch)
-            self.save("c1", {**run_, **self.score(self.out / "c1" / "merged")})
+            self.save("c1", {**run_, **(self.score(self.out / "c1" / "merged") if self.score_stages else {})})
         elif name == "c2":
             run_ = self.timed("c2", pretrain.train, s2 * budget, base_model=str(self.out / "c1" / "merged"),
                               data_path=self.corpus, block_size=self.block_size, learning_rate=self.stage2_lr,
                               **self.batch)
-            self.save("c2", {**run_, **self.score(self.out / "c2" / "merged")})
+            self.save("c2", {**run_, **(self.score(self.out / "c2" / "merged") if self.score_stages else {})})
         elif name == "c3":
             base = self.out / "c2" / "merged"
             run_ = self.instruction_tune("c3", base, s3 * budget)
@@ -124,7 +126,7 @@ class Bench:
                 "tokens / char |", "|---|---|---|---|---|---|"]
 
         def line(label, parts, score):
-            if not all(p in r for p in parts) or score not in r:
+            if not all(p in r for p in parts) or "loss_per_char" not in r.get(score, {}):
                 return
             seconds = sum(r[p]["seconds"] for p in parts)
             steps = " + ".join(f"{p} ({r[p]['steps']})" for p in parts)
@@ -149,13 +151,16 @@ def main(step: str = "all", out: str = "outputs/bench-pretrain", base_model: str
          corpus: str = settings.PRETRAIN_DATA, budget_s: float = 360, shares="0.25,0.25,0.5", batch_size: int = 8,
          micro_batch_size: int = 4, stage1_lr: float = 2e-3, stage2_lr: float = 3e-4,
          learning_rate: float = settings.LEARNING_RATE, block_size: int = settings.BLOCK_SIZE,
-         vocab_size: int = 4000):
-    """Run one step (extend, a, b, c1, c2, c3, table) or all; print the Markdown table."""
+         vocab_size: int = 4000, score_stages=True):
+    """Run one step (extend, a, b, c1, c2, c3, table), a comma list of them, or all; print the Markdown table.
+
+    --score_stages False skips scoring the stage-1 and stage-2 models on their own (saves time).
+    """
     split = [float(s) for s in parse_list(shares)]
     if len(split) != 3 or abs(sum(split) - 1) > 1e-6:
         raise SystemExit("--shares needs three fractions that add up to 1 (stage 1, stage 2, instruction tuning)")
     bench = Bench(out, base_model, train_data, eval_data, corpus, budget_s, split, batch_size, micro_batch_size,
-                  stage1_lr, stage2_lr, learning_rate, block_size, vocab_size)
+                  stage1_lr, stage2_lr, learning_rate, block_size, vocab_size, parse_bool(score_stages, "score_stages"))
     names = STEPS if step == "all" else parse_list(step)
     for name in names:
         bench.step(name)
