@@ -136,17 +136,47 @@ def check_adapter_fits(model, adapter_path) -> None:
     if not config_file.is_file():
         raise ModelLoadError(f"{adapter_path}: no adapter_config.json here, so it is not a LoRA adapter folder")
     weights = adapter_path / ADAPTER_FILE
+    try:
+        base_name = json.loads(config_file.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelLoadError(f"{config_file}: not valid JSON ({err}); the adapter folder is damaged") from err
     if not weights.is_file():
         return  # older .bin adapters: PEFT checks them itself
     modules = dict(model.named_modules())
-    base_name = json.loads(config_file.read_text(encoding="utf-8")).get("base_model_name_or_path")
-    with safe_open(str(weights), framework="pt") as f:
-        for key in f.keys():
-            shape = f.get_slice(key).get_shape()
-            if ".lora_A." in key or ".lora_B." in key:
-                _check_lora_tensor(modules, key, shape, weights, base_name)
-            else:
-                _check_full_tensor(modules, key, shape, weights, base_name)
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            shapes = {key: f.get_slice(key).get_shape() for key in f.keys()}
+    except Exception as err:  # safetensors raises its own error type for a cut-off or damaged file
+        raise ModelLoadError(f"{weights}: does not load ({str(err).splitlines()[0][:200]}); the adapter file is "
+                             f"damaged or was cut off while saving: save or copy it again") from err
+    for key, shape in shapes.items():
+        if ".lora_A." in key or ".lora_B." in key:
+            _check_lora_tensor(modules, key, shape, weights, base_name)
+        else:
+            _check_full_tensor(modules, key, shape, weights, base_name)
+
+
+def check_adapter_fits_base(base_model: str, lora_weights, trust_remote_code: bool = False) -> None:
+    """The same check as check_adapter_fits, before any work: the base is built on the meta device from its config.
+
+    No weights are read, so infer, compare, evaluate, merge and serve refuse an adapter trained on another
+    base (hidden size, layer names, vocabulary) in a second, not after loading the base or answering with it.
+    """
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from utils.loading import resolve_model_path
+
+    if not Path(lora_weights).is_dir():
+        raise ModelLoadError(f"LoRA weights '{lora_weights}' do not exist: no such folder")
+    path = resolve_model_path(base_model)
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+        with init_empty_weights():
+            skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"{path}: could not read the model's config: {str(err).splitlines()[0][:200]}") from err
+    check_adapter_fits(skeleton, lora_weights)
 
 
 def _check_lora_tensor(modules, key, shape, weights, base_name) -> None:
@@ -196,6 +226,8 @@ def load_adapter(model, lora_weights: str, adapter_name: str = "default"):
 def load_for_inference(base_model: str, lora_weights: str | None = None, load_8bit: bool = False,
                        load_4bit: bool = False, trust_remote_code: bool = False):
     """(model in eval mode, left-padding tokenizer): the base alone, or base + adapter."""
+    if lora_weights:
+        check_adapter_fits_base(base_model, lora_weights, trust_remote_code)
     tokenizer = load_tokenizer(base_model, padding_side="left", trust_remote_code=trust_remote_code)
     model = load_base_model(base_model, load_8bit=load_8bit, load_4bit=load_4bit,
                             trust_remote_code=trust_remote_code)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from utils import report
-from utils.adapters import inference_prompter, load_for_inference, trained_cutoff
+from utils.adapters import check_adapter_fits_base, inference_prompter, load_for_inference, trained_cutoff
 from utils.errors import UsageError
 from utils.exam import evaluate_exam
 from utils.generation import answer_cases, tokens_per_second, write_answers
@@ -79,6 +79,9 @@ def compare(specs: list[ModelSpec], cases: list[dict], output_dir, load_8bit=Fal
     accuracy on a multiple-choice exam, and generation speed. Losses are scored at each adapter's
     training --cutoff_len unless `cutoff_len` is given.
     """
+    for spec in specs:  # every adapter must fit its base before the first model answers anything
+        if spec.lora_weights:
+            check_adapter_fits_base(spec.base_model, spec.lora_weights, trust_remote_code)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     answers, metrics = {}, {}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from utils.adapters import load_adapter, read_run_info, write_run_info
+from utils.adapters import check_adapter_fits_base, load_adapter, read_run_info, write_run_info
 from utils.loading import ModelLoadError, load_base_model, load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -26,6 +26,7 @@ def merge_adapter(base_model: str, lora_weights: str, output_dir, dtype: str = "
     """
     if dtype not in DTYPES:
         raise ModelLoadError(f"--dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    check_adapter_fits_base(base_model, lora_weights, trust_remote_code)  # before loading any weights
     # Merge in float32 whatever the target dtype, so that rounding happens once, at the end.
     model = load_base_model(base_model, dtype=torch.float32, device="cpu", trust_remote_code=trust_remote_code)
     model = load_adapter(model, lora_weights).merge_and_unload()

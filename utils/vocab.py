@@ -17,7 +17,7 @@ import sentencepiece as spm
 import torch
 
 from utils.adapters import write_run_info
-from utils.data.records import DataError, check_rows
+from utils.data.records import DataError, check_rows, raise_if_unusable
 from utils.loading import load_base_model, load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,8 @@ def corpus_lines(path) -> list[str]:
     path = Path(path)
     if path.suffix == ".txt":
         return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    rows, _ = check_rows(path, require_output=False)
+    rows, problems = check_rows(path, require_output=False)
+    raise_if_unusable(path, problems)  # a malformed line is an error, not text silently left out
     lines = []
     for row in rows:
         record = row.raw
@@ -88,9 +89,9 @@ def extend_vocabulary(model, tokenizer, pieces: list[str]) -> list[str]:
 
 def extend_base(base_model: str, corpus, vocab_size: int, output_dir, eval_path=None) -> dict:
     """Write an extended copy of BASE_MODEL to OUTPUT_DIR; returns what was done, with tokens per character."""
+    lines = corpus_lines(corpus)  # the corpus is checked before the base is loaded
     tokenizer = load_tokenizer(base_model)
     model = load_base_model(base_model, dtype=torch.float32, device="cpu")
-    lines = corpus_lines(corpus)
     sample = corpus_lines(eval_path) if eval_path else lines
     before = tokens_per_char(tokenizer, sample)
     pieces = learn_pieces(lines, vocab_size)
