@@ -43,7 +43,10 @@ def pair(tiny_model, tmp_path_factory):
     exam = root / "exam"
     (exam / "val").mkdir(parents=True)
     (exam / "val" / "bank_val.csv").write_text("id,question,A,B\n0,问题,甲\n", encoding="utf-8")
-    return dict(base=tiny_model, adapter=adapter, other=other, cut=cut, bad_config=bad_config,
+    finished = root / "finished"
+    shutil.copytree(adapter, finished)
+    (finished / "cornucopia.json").write_text(json.dumps({"global_step": 8}), encoding="utf-8")
+    return dict(base=tiny_model, finished=finished, adapter=adapter, other=other, cut=cut, bad_config=bad_config,
                 no_weights=no_weights, data=data, malformed=malformed, cut_json=cut_json, exam=exam, missing=root / "missing.json",
                 out=root / "out")
 
@@ -59,7 +62,21 @@ def run_entry(target, args, capsys, monkeypatch):
     return stopped.value.code, capsys.readouterr().err
 
 
+FT = ["--load_8bit", "False", "--max_steps", "1"]
 CASES = {
+    "finetune-micro-batch-over-batch": ("finetune.py", ["--base_model", "{base}", "--data_path", "{data}", "--output_dir",
+                                                        "{out}", "--batch_size", "2", "--micro_batch_size", "4", *FT],
+                                        "--batch_size (2) must be >= --micro_batch_size (4)"),
+    "finetune-val-set-as-big-as-data": ("finetune.py", ["--base_model", "{base}", "--data_path", "{data}",
+                                                        "--output_dir", "{out}", "--val_set_size", "2", *FT],
+                                        "--val_set_size 2 is not smaller than the 2 records in {data}"),
+    "finetune-base-without-weights": ("finetune.py", ["--base_model", "{no_weights}", "--data_path", "{data}",
+                                                      "--output_dir", "{out}", *FT], "{no_weights}"),
+    "finetune-unknown-template": ("finetune.py", ["--base_model", "{base}", "--data_path", "{data}", "--output_dir",
+                                                  "{out}", "--prompt_template_name", "nope", *FT], "nope"),
+    "finetune-finished-output": ("finetune.py", ["--base_model", "{base}", "--data_path", "{data}", "--output_dir",
+                                                 "{finished}", *FT], "{finished} already holds a finished adapter"),
+
     # name: (entry point, flags, what the message must name)
     "infer-missing-data": ("infer.py", ["--base_model", "{base}", "--infer_data_path", "{missing}"], "{missing}"),
     "infer-malformed-data": ("infer.py", ["--base_model", "{base}", "--infer_data_path", "{malformed}"],
