@@ -41,6 +41,10 @@ def test_8bit_training_runs(tiny_model, train_file, tmp_path):
     summary = finetune.train(base_model=tiny_model, data_path=train_file, output_dir=str(out),
                              max_steps=3, save_steps=3, **{**FAST, "load_8bit": True})
     assert summary["global_step"] == 3 and (out / "adapter_model.safetensors").stat().st_size > 1000
+    from safetensors.torch import load_file
+
+    lora_b = [v for k, v in load_file(str(out / "adapter_model.safetensors")).items() if "lora_B" in k]
+    assert lora_b and all(torch.count_nonzero(v) > 0 for v in lora_b), "8-bit training moved every LoRA B"
 
 
 def test_resume_from_checkpoint_continues_as_the_uninterrupted_run(tiny_model, train_file, tmp_path, monkeypatch):
@@ -79,21 +83,36 @@ def test_resume_from_a_folder_that_is_not_a_checkpoint(tiny_model, train_file, t
                        resume_from_checkpoint=str(tmp_path), **FAST)
 
 
-def test_validation_loss_picks_the_checkpoint_that_is_saved(tiny_model, train_file, tmp_path):
+def test_validation_loss_picks_the_checkpoint_that_is_saved(tiny_model, train_file, tmp_path, monkeypatch):
+    """Force the best validation loss at step 2 of 6: the saved adapter must be checkpoint-2's, not the last one.
+
+    The evaluations at steps 4 and 6 are made worse by adding 10 and 20 to the loss the Trainer computed (the
+    final evaluation of the reloaded best model is left as it is); the Trainer must then keep and reload step 2.
+    """
+    import transformers
     from safetensors.torch import load_file
 
+    original, penalties = transformers.Trainer.evaluation_loop, iter([0.0, 10.0, 20.0])
+
+    def evaluation_loop(self, *args, **kwargs):
+        output = original(self, *args, **kwargs)
+        output.metrics["eval_loss"] += next(penalties, 0.0)
+        return output
+
+    monkeypatch.setattr(transformers.Trainer, "evaluation_loop", evaluation_loop)
     out = tmp_path / "o"
     summary = finetune.train(base_model=tiny_model, data_path=train_file, output_dir=str(out),
                              val_set_size=2, max_steps=6, save_steps=2, eval_steps=2, **FAST)
     state = json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())
     evals = {e["step"]: e["eval_loss"] for e in state["log_history"] if "eval_loss" in e}
-    assert sorted(evals) == [2, 4, 6]
-    best_step = min(evals, key=evals.get)
-    assert state["best_model_checkpoint"].endswith(f"checkpoint-{best_step}")
-    assert summary["eval_loss"] == pytest.approx(evals[best_step], abs=1e-4)
+    assert sorted(evals) == [2, 4, 6] and min(evals, key=evals.get) == 2
+    assert state["best_model_checkpoint"].endswith("checkpoint-2")
+    assert summary["eval_loss"] == pytest.approx(evals[2], abs=1e-4)  # the reloaded best model, evaluated again
     saved = load_file(str(out / "adapter_model.safetensors"))
-    best = load_file(str(out / f"checkpoint-{best_step}" / "adapter_model.safetensors"))
+    best = load_file(str(out / "checkpoint-2" / "adapter_model.safetensors"))
+    last = load_file(str(out / "checkpoint-6" / "adapter_model.safetensors"))
     assert all(torch.equal(saved[k], best[k]) for k in saved)
+    assert not all(torch.equal(saved[k], last[k]) for k in saved)
 
 
 @pytest.mark.parametrize("case, expected", [
@@ -140,7 +159,36 @@ def test_wandb_logs_offline_only_when_a_project_is_given(tiny_model, train_file,
     done = run_script(*common, "--output_dir", tmp_path / "logged", "--wandb_project", "cornucopia-test",
                       "--wandb_run_name", "tiny", env=env)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert list((tmp_path / "wb").rglob("offline-run-*/*.wandb"))
+    (run_file,) = list((tmp_path / "wb").rglob("offline-run-*/*.wandb"))
+    history = [h for h in wandb_history(run_file) if "train/loss" in h]
+    assert history and history[0]["train/global_step"] == 1
+    assert all(0 < h["train/loss"] < 20 for h in history), history
+
+
+def wandb_history(path):
+    """The history rows of an offline wandb run file: a 7-byte header, then LevelDB-log blocks of protobuf Records."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data, pos, block, chunks, rows = path.read_bytes(), 7, 32768, b"", []
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:  # a block's tail too short for a header is padding
+            pos += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if length == 0 and kind == 0:
+            pos += left
+            continue
+        chunks, pos = chunks + data[pos + 7:pos + 7 + length], pos + 7 + length
+        if kind in (1, 4):  # FULL or LAST chunk: one whole record
+            record = pb.Record()
+            record.ParseFromString(chunks)
+            chunks = b""
+            if record.WhichOneof("record_type") == "history":
+                rows.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item})
+    return rows
 
 
 def test_an_empty_or_partial_adapter_file_is_refused(tiny_model, train_file, tmp_path):

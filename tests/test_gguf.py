@@ -76,7 +76,8 @@ def test_4bit_types_use_llama_cpp_or_say_how_to_get_it(small_llama, tmp_path):
     if importlib.util.find_spec("llama_cpp") is None:
         with pytest.raises(ExportError, match="setup_llama_cpp.sh --runtime"):
             export_gguf(folder, "q4_0")
-        return
+        pytest.skip("4-bit GGUF types need llama.cpp's quantizer (llama-cpp-python), not installed here: only the "
+                    "message that says how to get it was checked (bash scripts/setup_llama_cpp.sh --runtime)")
     from gguf import GGMLQuantizationType, GGUFReader
 
     gguf = export_gguf(folder, "q4_0")

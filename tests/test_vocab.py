@@ -46,7 +46,7 @@ def test_new_rows_start_as_the_mean_of_the_pieces_they_replace(tiny_model, exten
         assert torch.allclose(old_model(input_ids=ids).logits, new_model(input_ids=ids).logits[..., :len(old_tok)])
 
 
-def test_finetune_trains_new_embeddings_and_the_merge_keeps_them(extended, tmp_path):
+def test_finetune_trains_new_embeddings_and_the_merge_keeps_them(tiny_model, extended, tmp_path):
     out, _ = extended
     adapter = tmp_path / "lora"
     finetune.train(base_model=str(out), data_path=str(write_json(tmp_path / "d.json", RECORDS)),
@@ -57,6 +57,17 @@ def test_finetune_trains_new_embeddings_and_the_merge_keeps_them(extended, tmp_p
     with safe_open(str(adapter / "adapter_model.safetensors"), framework="pt") as f:
         keys = list(f.keys())
     assert any("embed_tokens" in k for k in keys) and any("lm_head" in k for k in keys)
+    # The rows of the added tokens were trained: they are no longer at their initial values.
+    from safetensors.torch import load_file
+
+    trained = load_file(str(adapter / "adapter_model.safetensors"))
+    embed = next(v for k, v in trained.items() if "embed_tokens" in k)
+    initial = AutoModelForCausalLM.from_pretrained(out).get_input_embeddings().weight
+    new_rows = slice(len(AutoTokenizer.from_pretrained(tiny_model)), initial.shape[0])
+    seen = torch.tensor(sorted({i for r in RECORDS for i in AutoTokenizer.from_pretrained(out)(r["output"])["input_ids"]}))
+    seen_new = seen[seen >= new_rows.start]
+    assert len(seen_new) > 0
+    assert (embed[seen_new] - initial[seen_new]).abs().amax(dim=1).min() > 1e-4, "every new token seen in training moved"
     merged = merge_adapter(str(out), str(adapter), tmp_path / "merged", dtype="float32")
     ids = torch.tensor([AutoTokenizer.from_pretrained(out)("基金定投能保证赚钱吗？")["input_ids"]])
     with torch.no_grad():
