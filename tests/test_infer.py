@@ -43,6 +43,9 @@ def test_batching_with_left_padding_gives_the_same_greedy_answers(tiny_model, ad
     one = run_infer(tiny_model, cases, tmp_path / "b1.jsonl", lora_weights=adapter, batch_size=1)
     many = run_infer(tiny_model, cases, tmp_path / "b4.jsonl", lora_weights=adapter, batch_size=4)
     assert [r["model_output"] for r in one] == [r["model_output"] for r in many]
+    assert [r["new_tokens"] for r in one] == [r["new_tokens"] for r in many]
+    assert sum(bool(r["model_output"].strip()) for r in one) >= 3, "empty answers would make the comparison vacuous"
+    assert len({r["model_output"] for r in one}) > 1, "different questions get different answers"
 
 
 def test_adapter_changes_answers_and_use_lora_false_really_means_base(tiny_model, adapter, tmp_path):
@@ -86,3 +89,9 @@ def test_score_flag_writes_reference_scores(tiny_model, adapter, tmp_path):
     for key in ("rouge-1", "rouge-2", "rouge-l", "bleu-4", "char-rouge-l", "loss", "perplexity", "tokens_per_second"):
         assert isinstance(scores[key], (int, float)), key
     assert scores["scored_cases"] == 3 and scores["perplexity"] > 1
+    assert scores["perplexity"] == pytest.approx(2.718281828 ** scores["loss"], rel=1e-2)
+    assert all(0 <= scores[k] <= 100 for k in ("rouge-1", "rouge-2", "rouge-l", "bleu-4", "char-rouge-l"))
+    # The adapter was trained on these very records, so its reference loss is far below the base's.
+    run_infer(tiny_model, cases, tmp_path / "base.jsonl", score=True)
+    base = json.loads((tmp_path / "base.scores.json").read_text(encoding="utf-8"))
+    assert scores["loss"] < 0.95 * base["loss"], (scores["loss"], base["loss"])
