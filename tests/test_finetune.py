@@ -47,6 +47,27 @@ def test_8bit_training_runs(tiny_model, train_file, tmp_path):
     assert lora_b and all(torch.count_nonzero(v) > 0 for v in lora_b), "8-bit training moved every LoRA B"
 
 
+def test_4bit_qlora_training_runs(tiny_model, train_file, tmp_path, monkeypatch):
+    """--load_4bit alone trains QLoRA (nf4 base via bitsandbytes, which runs 4-bit on CPU too) and moves LoRA B."""
+    import bitsandbytes as bnb
+    from safetensors.torch import load_file
+
+    from utils import adapters
+
+    quantized = []
+    original = adapters.get_peft_model
+    monkeypatch.setattr(adapters, "get_peft_model", lambda model, config: quantized.append(
+        sum(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())) or original(model, config))
+    out = tmp_path / "lora4"
+    summary = finetune.train(base_model=tiny_model, data_path=train_file, output_dir=str(out), max_steps=3,
+                             save_steps=3, **{**FAST, "load_8bit": False, "load_4bit": True})
+    assert quantized[0] >= 14, "every linear layer of both blocks is 4-bit"  # 7 per Llama block
+    assert summary["global_step"] == 3
+    lora_b = [v for k, v in load_file(str(out / "adapter_model.safetensors")).items() if "lora_B" in k]
+    assert lora_b and all(torch.count_nonzero(v) > 0 for v in lora_b)
+    assert json.loads((out / "cornucopia.json").read_text())["load_4bit"] is True
+
+
 def test_resume_from_checkpoint_continues_as_the_uninterrupted_run(tiny_model, train_file, tmp_path, monkeypatch):
     """Resume from checkpoint-4 of a 6-step run: steps 5-6 must match the uninterrupted run's steps 5-6."""
     import shutil
