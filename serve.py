@@ -1,0 +1,77 @@
+"""Serve a base model and any number of LoRA adapters with an OpenAI-compatible API.
+
+    python serve.py --base_model base_models/SmolLM2-135M-Instruct \
+        --lora_weights fin=outputs/lora-fin,ie=outputs/lora-ie --port 8000
+
+The base is loaded once; each adapter is a `model` a request can name (GET /v1/models lists them).
+Requests for different adapters share generation batches.
+"""
+from __future__ import annotations
+
+import logging
+
+from utils import settings
+from utils.cli import parse_bool, run
+from utils.errors import UsageError
+
+logger = logging.getLogger("serve")
+
+
+def main(
+    base_model: str = settings.BASE_MODEL,
+    lora_weights="",
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_key: str = "",
+    load_8bit=False,
+    load_4bit=False,
+    trust_remote_code=False,
+    prompt_template: str = "",
+    max_new_tokens: int = settings.MAX_NEW_TOKENS,
+    do_sample=False,
+    temperature: float = settings.TEMPERATURE,
+    top_p: float = settings.TOP_P,
+    top_k: int = settings.TOP_K,
+    repetition_penalty: float = settings.REPETITION_PENALTY,
+    max_batch_size: int = 16,
+    batch_window_ms: float = 10,
+    queue_size: int = 64,
+    context_len: int = 0,
+):
+    """Load the model(s) and answer HTTP requests on HOST:PORT until interrupted.
+
+    --lora_weights: PATH,PATH (named after their folders) or NAME=PATH,NAME=PATH. --prompt_template: the base's
+    template (default: its own chat template); adapters use the one they were trained with. --max_new_tokens,
+    --do_sample, --temperature, --top_p, --top_k: defaults for requests that do not set them (greedy unless
+    --do_sample True). --max_batch_size rows generate together; a request waits --batch_window_ms for
+    company; --queue_size requests may wait, more are answered 503. --context_len 0: the model's own.
+    """
+    import uvicorn
+
+    from utils.serving.api import create_app
+    from utils.serving.engine import GenerationEngine, ServingError
+
+    if not 0 < int(port) < 65536:
+        raise UsageError(f"--port must be from 1 to 65535, got {port}")
+    try:
+        engine = GenerationEngine.load(
+            base_model, lora_weights, load_8bit=parse_bool(load_8bit, "load_8bit"),
+            load_4bit=parse_bool(load_4bit, "load_4bit"), trust_remote_code=parse_bool(trust_remote_code,
+                                                                                    "trust_remote_code"),
+            prompt_template=prompt_template, context_len=context_len, max_batch_size=max_batch_size,
+            batch_window_ms=batch_window_ms, queue_size=queue_size, max_new_tokens=max_new_tokens,
+            do_sample=parse_bool(do_sample, "do_sample"), temperature=temperature, top_p=top_p, top_k=top_k,
+            repetition_penalty=repetition_penalty)
+    except ServingError as err:
+        raise UsageError(err.message) from err
+    app = create_app(engine, api_key=str(api_key) if api_key else None)
+    logger.info("Serving %s on http://%s:%d/v1 (OpenAI-compatible)%s", ", ".join(engine.model_ids()), host, port,
+                " with an API key" if api_key else "")
+    try:
+        uvicorn.run(app, host=host, port=int(port), log_level="info")
+    finally:
+        engine.close()
+
+
+if __name__ == "__main__":
+    run(main)
