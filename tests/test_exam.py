@@ -51,6 +51,26 @@ def test_letter_scorer_picks_the_rigged_letter(tiny_model, tmp_path):
         assert results["subjects"]["overall"] == {"accuracy": expected, "correct": int(expected / 25), "total": 4}
 
 
+def test_generate_method_scores_the_letter_the_model_writes(tiny_model, tmp_path):
+    """A real model made to write one letter whatever it is asked: --method generate must score exactly that letter."""
+    model, tokenizer = load_for_inference(tiny_model)
+    scored, shots = load_exam(ceval_folder(tmp_path))
+    for letter, expected in (("C", 50.0), ("A", 25.0), ("D", 0.0)):
+        favourite = letter_token_ids(tokenizer)["ABCD".index(letter)]
+
+        def rig(module, inputs, output, favourite=favourite):
+            output.logits[..., favourite] += 1000.0
+            return output
+
+        handle = model.register_forward_hook(rig)
+        try:
+            results = evaluate_exam(model, tokenizer, scored, shots, k_shot=1, method="generate")
+        finally:
+            handle.remove()
+        assert {d["chosen"] for d in results["details"]} == {letter}
+        assert results["subjects"]["overall"] == {"accuracy": expected, "correct": int(expected / 25), "total": 4}
+
+
 def test_cmmlu_and_financeiq_layouts(tmp_path):
     write_csv(tmp_path / "dev" / "tax.csv", ["", "Question", "A", "B", "C", "D", "Answer"], [[0, "q", "1", "2", "3", "4", "A"]])
     write_csv(tmp_path / "test" / "tax.csv", ["", "Question", "A", "B", "C", "D", "Answer"],
