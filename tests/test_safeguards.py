@@ -198,3 +198,30 @@ def test_a_save_cut_off_midway_leaves_no_adapter_that_looks_done(tiny_model, tra
     assert not (out / "adapter_model.safetensors").exists() and not (out / "cornucopia.json").exists()
     assert not (out / ".saving").exists()
     safeguards.check_checkpoint(out / "checkpoint-2")  # what the run did is kept for a resume
+
+
+def test_a_checkpoint_cut_off_mid_save_never_looks_complete(tiny_model, train_file, tmp_path, monkeypatch):
+    """The Trainer saves checkpoint-N into .saving-checkpoint/ and renames it: a crash mid-save leaves no checkpoint-N."""
+    import transformers
+
+    original = transformers.Trainer._save_rng_state
+
+    def crash_at_step_4(self, output_dir):
+        if self.state.global_step == 4:
+            raise KeyboardInterrupt("killed while saving checkpoint-4")
+        return original(self, output_dir)
+
+    monkeypatch.setattr(transformers.Trainer, "_save_rng_state", crash_at_step_4)
+    out = tmp_path / "o"
+    with pytest.raises(KeyboardInterrupt):
+        finetune.train(base_model=tiny_model, data_path=train_file, output_dir=str(out), max_steps=6, save_steps=2,
+                       **FAST)
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2"]
+    safeguards.check_checkpoint(out / "checkpoint-2")
+    assert (out / safeguards.STAGING / "checkpoint-4" / "adapter_model.safetensors").is_file()  # the half save
+    monkeypatch.undo()
+    summary = finetune.train(base_model=tiny_model, data_path=train_file, output_dir=str(out), max_steps=12,
+                             save_steps=2, resume_from_checkpoint=True, **FAST)
+    assert summary["global_step"] == 12 and not (out / safeguards.STAGING).exists()
+    # save_total_limit 3 still rotates the renamed folders
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-10", "checkpoint-12", "checkpoint-8"]

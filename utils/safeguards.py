@@ -27,7 +27,8 @@ import zipfile
 from pathlib import Path
 
 import torch
-from transformers import TrainerCallback
+from transformers import Trainer, TrainerCallback
+from transformers.trainer_utils import rotate_checkpoints
 
 from utils.errors import CornucopiaError
 
@@ -135,6 +136,48 @@ def latest_complete_checkpoint(output_dir, before_step: int | None = None, move_
             continue
         return str(folder)
     return None
+
+
+STAGING = ".saving-checkpoint"
+
+
+class AtomicCheckpointTrainer(Trainer):
+    """A Trainer whose checkpoint-N folders appear complete or not at all.
+
+    transformers 5.23 writes checkpoint-N file by file in place, so a crash mid-save leaves a folder that looks
+    like a checkpoint. Here the Trainer's own save runs into output_dir/.saving-checkpoint/checkpoint-N, which is
+    then renamed to output_dir/checkpoint-N (atomic on one filesystem); the best-checkpoint pointer and the
+    rotation (save_total_limit) are then applied to the real folder. Under DDP every process writes its own RNG
+    file into the folder, so there the Trainer saves in place as usual (resume still checks every file).
+    """
+
+    def _save_checkpoint(self, model, trial):
+        if self.args.world_size > 1:
+            return super()._save_checkpoint(model, trial)
+        run_dir = Path(self._get_output_dir(trial=trial))
+        name = f"checkpoint-{self.state.global_step}"
+        staging = run_dir / STAGING
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        self._get_output_dir = lambda trial=None: str(staging)  # the Trainer's save then writes into staging
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            del self._get_output_dir
+        final = run_dir / name
+        if final.exists():  # a broken leftover of an earlier run at the same step
+            shutil.rmtree(final)
+        os.replace(staging / name, final)
+        shutil.rmtree(staging, ignore_errors=True)
+        if self.state.best_global_step:
+            best = run_dir / f"checkpoint-{self.state.best_global_step}"
+            if best.is_dir():
+                self.state.best_model_checkpoint = str(best)
+                partial = final / ".trainer_state.json.partial"
+                self.state.save_to_json(str(partial))
+                os.replace(partial, final / "trainer_state.json")
+        rotate_checkpoints(output_dir=str(run_dir), save_total_limit=self.args.save_total_limit,
+                           best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=False)
 
 
 # ---------------------------------------------------------------- loss guard
@@ -267,8 +310,8 @@ def disk_full_error(output_dir, step: int, needed: int) -> TrainingFault:
     """Remove the half-written checkpoint-STEP and say how much room one needs; older checkpoints are untouched."""
     partial = Path(output_dir) / f"checkpoint-{step}"
     previous = latest_complete_checkpoint(output_dir, before_step=step, move_broken=False)
-    if partial.is_dir():
-        shutil.rmtree(partial, ignore_errors=True)
+    for folder in (partial, Path(output_dir) / STAGING):
+        shutil.rmtree(folder, ignore_errors=True)
     free = shutil.disk_usage(output_dir).free if Path(output_dir).exists() else 0
     kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint exists"
     return TrainingFault(

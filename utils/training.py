@@ -140,7 +140,7 @@ def build_training_arguments(output_dir, micro_batch_size, gradient_accumulation
 
 
 def build_trainer(model, tokenizer, args, train_set, val_set) -> Trainer:
-    trainer = Trainer(
+    trainer = safeguards.AtomicCheckpointTrainer(  # a Trainer whose checkpoints appear whole or not at all
         model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
         data_collator=DataCollatorForSeq2Seq(tokenizer, pad_to_multiple_of=8, padding=True, return_tensors="pt"),
     )
