@@ -27,7 +27,7 @@ train() {  # train NAME DATA
   echo "== training $1 on $2 ($STEPS steps)" >&2
   "$PYTHON" finetune.py --data_path "$2" --output_dir "$OUT/$1" --max_steps "$STEPS" --batch_size "$BATCH" \
     --micro_batch_size "$MICRO" --learning_rate "$LR" --cutoff_len "$CUTOFF" --seed "$SEED" --load_8bit False \
-    --save_steps 100000 --logging_steps 10 >&2
+    --save_steps 100000 --logging_steps 10 --overwrite True >&2
 }
 
 if [ -z "${SKIP_TRAIN:-}" ]; then

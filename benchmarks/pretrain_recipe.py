@@ -67,6 +67,8 @@ class Bench:
         probe = fn(output_dir=str(probe_dir), max_steps=3, save_steps=10**6, **kwargs)
         shutil.rmtree(probe_dir, ignore_errors=True)
         steps = max(1, round(seconds / (probe["train_seconds"] / 3)))
+        if fn is finetune.train:
+            kwargs["overwrite"] = True  # a rerun of the benchmark replaces its own earlier adapter
         summary = fn(output_dir=str(self.out / name), max_steps=steps, save_steps=10**6, **kwargs)
         return {"steps": steps, "seconds": summary["train_seconds"], "tokens": summary["train_tokens"],
                 "train_loss": summary["train_loss"], "probe_s_per_step": round(probe["train_seconds"] / 3, 2)}

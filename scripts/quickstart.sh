@@ -21,7 +21,7 @@ bash base_models/load.sh
 echo "== 1/3 fine-tuning (8-bit LoRA) -> $OUT/lora"
 OUTPUT_DIR="$OUT/lora" NUM_EPOCHS="${NUM_EPOCHS:-1}" BATCH_SIZE="${BATCH_SIZE:-8}" \
   LEARNING_RATE="${LEARNING_RATE:-1e-3}" bash scripts/finetune.sh --max_steps "${MAX_STEPS:-30}" \
-  --group_by_length True --gradient_checkpointing True
+  --group_by_length True --gradient_checkpointing True --overwrite True  # a second quickstart retrains
 
 export LIMIT="${LIMIT:-20}" MAX_NEW_TOKENS="${MAX_NEW_TOKENS:-128}"
 echo "== 2/3 answering instruction_data/infer.json (first $LIMIT cases) with base + adapter -> $OUT/infer_results.jsonl"
