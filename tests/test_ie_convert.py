@@ -299,3 +299,18 @@ def test_merge_concatenates_converted_files_into_one_test_set(tmp_path):
     merged = json.loads(out.read_text(encoding="utf-8"))
     assert merged == json.loads(ner.read_text(encoding="utf-8")) + json.loads(ee.read_text(encoding="utf-8"))
     assert [r["task"] for r in merged] == ["ner", "ee"]
+
+
+def test_the_checker_does_not_call_the_groups_of_one_sentence_duplicates(tmp_path):
+    from utils.data.check import check_file
+
+    schema = jsonl(tmp_path / "schema.json", DUIE_SCHEMA)
+    source = jsonl(tmp_path / "duie.json", [
+        duie_row("甲集团控股乙银行，持股比例为百分之五十一。", ("甲集团", "控股", "乙银行")),
+        duie_row("甲集团控股乙银行，持股比例为百分之五十二。", ("甲集团", "控股", "乙银行"))])
+    out = tmp_path / "re.json"
+    convert_file("duie", source, out, schema)
+    problems = check_file(out).problems
+    # 4 records: each sentence asked in two groups (not duplicates of each other); the second sentence nearly
+    # repeats the first, which both of its records report
+    assert [(p.number, "near duplicate of record 1" in p.message) for p in problems] == [(3, True), (4, True)]

@@ -101,3 +101,16 @@ def test_a_gold_answer_that_is_not_json_is_an_error_naming_the_record():
         score_ie([row("re", [], "[]"), {"task": "re", "output": "甲控股乙", "model_output": "[]"}])
     with pytest.raises(IEError, match=r"record 1: field 'task' must be one of ner, re, ee, got 'qa'"):
         score_ie([{"task": "qa", "output": "x", "model_output": "y"}])
+
+
+def test_score_command_reads_an_answers_file(tmp_path):
+    from conftest import run_script
+
+    answers = tmp_path / "answers.jsonl"
+    rows = [{"instruction": "抽取实体", "input": "甲", **row("ner", {"公司": ["甲"]}, {"公司": ["甲", "乙"]})},
+            {"instruction": "问", "input": "", "output": "答", "model_output": "答"}]
+    answers.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    done = run_script("-m", "utils.ie", "score", answers)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["ner"] == {"cases": 1, "invalid": 0, "precision": 50.0, "recall": 100.0,
+                                              "f1": 66.67, "correct": 1, "predicted": 2, "gold": 1}

@@ -49,7 +49,15 @@ def jaccard(a: frozenset, b: frozenset) -> float:
 
 
 def question_text(record: dict) -> str:
+    # An IE record's instruction is a generated schema listing; its sentence (input) is what can repeat.
+    if record.get("task"):
+        return record.get("input", "")
     return "\n".join([record["instruction"], record.get("input", "")])
+
+
+def same_sentence_other_question(a: dict, b: dict) -> bool:
+    """Two IE records about one sentence (a large schema is asked in groups, or another task asks it): intended."""
+    return bool(a.get("task")) and bool(b.get("task")) and a.get("input") == b.get("input")
 
 
 def duplicate_problems(path, rows: list[Row], threshold: float = NEAR_DUPLICATE_THRESHOLD) -> list[Problem]:
@@ -65,6 +73,8 @@ def duplicate_problems(path, rows: list[Row], threshold: float = NEAR_DUPLICATE_
             continue
         first_seen[key] = row.number
         for j in range(k):
+            if same_sentence_other_question(row.raw, rows[j].raw):
+                continue
             # Jaccard >= t needs the smaller set to be at least t times the larger one.
             small, large = sorted((len(grams[k]), len(grams[j])))
             if small < threshold * large:
