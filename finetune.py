@@ -60,7 +60,10 @@ def train(
     resume_from_checkpoint=None,
     overwrite=False,  # replace a finished adapter already in --output_dir
 ):
-    """Fine-tune BASE_MODEL with LoRA on DATA_PATH and save the adapter in OUTPUT_DIR."""
+    """Fine-tune BASE_MODEL with LoRA on DATA_PATH and save the adapter in OUTPUT_DIR.
+
+    DATA_PATH may mix several files: a.json,b.json:N,c.json:W (N records of b, W x the records of c, drawn with
+    --seed; see utils/data/mixing.py)."""
     load_8bit, load_4bit = parse_bool(load_8bit, "load_8bit"), parse_bool(load_4bit, "load_4bit")
     if load_4bit:
         load_8bit = False  # --load_4bit alone should mean QLoRA without also switching 8-bit off
