@@ -10,6 +10,7 @@ are batched together, and no second model is loaded):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 
@@ -44,9 +45,12 @@ async def stream_turn(engine, model: str, system: str, history: list[dict], ques
     turns = history + [{"role": "user", "content": question}, answer]
     yield turns
     try:
-        async for delta in engine.stream_chat(model, _messages(system, history, question), **settings):
-            answer["content"] += delta
-            yield turns
+        # aclosing: a stopped or disconnected page closes the engine's stream at once, which frees its slot.
+        async with contextlib.aclosing(engine.stream_chat(model, _messages(system, history, question),
+                                                          **settings)) as stream:
+            async for delta in stream:
+                answer["content"] += delta
+                yield turns
     except CornucopiaError as err:
         raise gr.Error(str(err)) from err
 
@@ -185,11 +189,23 @@ def build_chat_page(engine):
     return page
 
 
-def mount_chat_page(app, engine, path: str = "/"):
-    """Mount the chat page for ENGINE on the FastAPI APP at PATH; returns APP."""
+def mount_chat_page(app, engine, path: str = "/", api_key: str | None = None):
+    """Mount the chat page for ENGINE on the FastAPI APP at PATH; returns APP.
+
+    Mount it after the API's routes: a page at "/" takes every path no earlier route matched. With API_KEY the
+    page asks for a login whose password is that key (any user name), so the page opens no way around the key.
+    """
+    import hmac
+
     import gradio as gr
 
     page = build_chat_page(engine)
     theme = gr.themes.Soft(font=FONTS, font_mono=MONO_FONTS)
-    logger.info("Web chat page at %s (models: %s)", path, ", ".join(engine.model_ids()))
-    return gr.mount_gradio_app(app, page, path=path, theme=theme, ssr_mode=False, footer_links=[])
+    auth = None
+    if api_key:
+        def auth(_user: str, password: str) -> bool:
+            return hmac.compare_digest(password.encode(), api_key.encode())
+    logger.info("Web chat page at %s (models: %s%s)", path, ", ".join(engine.model_ids()),
+                "; login with the API key" if api_key else "")
+    return gr.mount_gradio_app(app, page, path=path, theme=theme, ssr_mode=False, footer_links=[], auth=auth,
+                               auth_message="密码为服务的 API key · The password is the server's API key" if api_key else None)
