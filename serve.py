@@ -37,6 +37,7 @@ def main(
     batch_window_ms: float = 10,
     queue_size: int = 64,
     context_len: int = 0,
+    web_page=True,
 ):
     """Load the model(s) and answer HTTP requests on HOST:PORT until interrupted.
 
@@ -45,6 +46,7 @@ def main(
     --do_sample, --temperature, --top_p, --top_k: defaults for requests that do not set them (greedy unless
     --do_sample True). --max_batch_size rows generate together; a request waits --batch_window_ms for
     company; --queue_size requests may wait, more are answered 503. --context_len 0: the model's own.
+    --web_page False: no chat page at / (the page logs in with --api_key as its password when one is set).
     """
     import uvicorn
 
@@ -64,7 +66,7 @@ def main(
             repetition_penalty=repetition_penalty)
     except ServingError as err:
         raise UsageError(err.message) from err
-    app = create_app(engine, api_key=str(api_key) if api_key else None)
+    app = create_app(engine, api_key=str(api_key) if api_key else None, web_page=parse_bool(web_page, "web_page"))
     logger.info("Serving %s on http://%s:%d/v1 (OpenAI-compatible)%s", ", ".join(engine.model_ids()), host, port,
                 " with an API key" if api_key else "")
     try:

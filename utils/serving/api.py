@@ -41,8 +41,11 @@ def error_response(err: ServingError) -> JSONResponse:
         "error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}})
 
 
-def create_app(engine: GenerationEngine, api_key: str | None = None) -> FastAPI:
-    """The API app; with `api_key`, every /v1 route wants `Authorization: Bearer <api_key>`."""
+def create_app(engine: GenerationEngine, api_key: str | None = None, web_page: bool = True) -> FastAPI:
+    """The API app; with `api_key`, every /v1 route wants `Authorization: Bearer <api_key>`.
+
+    With `web_page`, the chat page (utils/serving/web.py) is mounted at `/`, after the API routes.
+    """
     app = FastAPI(title="Cornucopia", description="OpenAI-compatible API for a base model and its LoRA adapters")
     app.state.engine = engine
     created = int(time.time())
@@ -168,6 +171,10 @@ def create_app(engine: GenerationEngine, api_key: str | None = None) -> FastAPI:
             yield f"data: {json.dumps({'error': {'message': err.message, 'type': err.type, 'param': None, 'code': err.code}})}\n\n"
         yield "data: [DONE]\n\n"
 
+    if web_page:
+        from utils.serving.web import mount_chat_page  # gradio is imported only when the page is served
+
+        mount_chat_page(app, engine, path="/", api_key=api_key)
     return app
 
 
