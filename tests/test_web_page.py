@@ -1,0 +1,119 @@
+"""The web chat page in a real headless Chromium (Debian's), against a real serve.py with the embedded base and
+a small adapter: the streamed answer on the page is the server's greedy answer, and the side-by-side
+tab streams two models' answers next to each other."""
+from __future__ import annotations
+
+import re
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from chat_page import ChatPage, find_chromium  # noqa: E402
+
+pytestmark = pytest.mark.skipif(find_chromium() is None, reason="no Chromium on this machine (Debian: apt-get install "
+                                "chromium fonts-noto-cjk; scripts/test.sh does it when run as root)")
+MAX_TOKENS = 24
+QUESTION = "什么是债券？"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(smollm2, tmp_path_factory):
+    """serve.py with the embedded base and an adapter named `fin`, on a free port; yields its URL.
+
+    The adapter is saved the project's way (PEFT + cornucopia.json, fin_qa template) with random LoRA B
+    matrices instead of training: only its answers differing from the base's matter here.
+    """
+    import torch
+
+    from utils.adapters import attach_lora, write_run_info
+    from utils.loading import load_base_model
+
+    folder = tmp_path_factory.mktemp("web")
+    adapter = folder / "fin"
+    model = attach_lora(load_base_model(smollm2), lora_r=8)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.02)
+    model.save_pretrained(adapter)
+    write_run_info(adapter, base_model=smollm2, prompt_template="fin_qa", cutoff_len=256)
+    del model
+    port = free_port()
+    log = open(folder / "server.log", "w+")
+    proc = subprocess.Popen([sys.executable, "serve.py", "--base_model", smollm2, "--lora_weights", f"fin={adapter}",
+                             "--port", str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2)
+            break
+        except OSError:
+            log.seek(0)
+            assert proc.poll() is None and time.monotonic() < deadline, f"serve.py did not start:\n{log.read()[-3000:]}"
+            time.sleep(0.5)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+def client(url: str):
+    from openai import OpenAI
+
+    return OpenAI(base_url=f"{url}/v1", api_key="none")
+
+
+def greedy(url: str, model: str, question: str) -> str:
+    """The server's own non-streamed greedy answer, through the official client."""
+    reply = client(url).chat.completions.create(model=model, messages=[{"role": "user", "content": question}],
+                                                max_tokens=MAX_TOKENS, temperature=0)
+    return reply.choices[0].message.content
+
+
+def shown(text: str) -> str:
+    """Text as the page shows it: the chat box renders Markdown (a leading "-" becomes a bullet, `*x*` italics,
+    "\\" escapes vanish), so compare without Markdown's marks and spacing."""
+    return re.sub(r"[\s*_#>`+\-\\]", "", text)
+
+
+def png_size(path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", head[16:24])
+
+
+def test_chat_streams_the_greedy_answer_and_side_by_side_shows_two(server, tmp_path):
+    base = client(server).models.list().data[0].id
+    expected = {model: greedy(server, model, QUESTION) for model in (base, "fin")}
+    assert all(expected.values()) and expected["fin"] != expected[base]
+    with ChatPage(f"{server}/") as page:
+        answer = page.ask(QUESTION, model="fin", max_tokens=MAX_TOKENS)
+        assert answer and shown(answer) == shown(expected["fin"])
+        width, height = png_size(page.screenshot(tmp_path / "chat.png"))
+        assert width >= 1000 and height >= 600
+
+        left, right = page.ask_side_by_side(QUESTION, left=base, right="fin",
+                                            max_tokens=MAX_TOKENS)
+        assert shown(left) == shown(expected[base])
+        assert shown(right) == shown(expected["fin"])
+        assert page.answers("compare-box-a") == [left] and page.answers("compare-box-b") == [right]
+        page.screenshot(tmp_path / "side_by_side.png")
+        # A follow-up question continues the conversation on both sides.
+        page.ask_side_by_side("它有什么风险？", max_tokens=8)
+        assert [len(page.answers(box)) for box in ("compare-box-a", "compare-box-b")] == [2, 2]
