@@ -124,8 +124,9 @@ def latest_complete_checkpoint(output_dir, before_step: int | None = None, move_
             continue
         try:
             check_checkpoint(folder)
-        except TrainingFault as fault:
-            if not move_broken:
+        except (TrainingFault, OSError) as fault:
+            # Under DDP every process looks; only the first moves the broken folder aside.
+            if not move_broken or os.environ.get("RANK", "0") != "0":
                 continue
             aside = folder.with_name(BROKEN_PREFIX + folder.name)
             if aside.exists():
