@@ -8,7 +8,7 @@
 #   PER_TASK (0 = every IE test record; N = N per task)  MAX_NEW_TOKENS (160)  OUT (outputs/ie-bench)
 #   QA_DATA (instruction_data/fin_data.json)  IE_TRAIN (the converted IE training files, comma-separated)
 #   IE_TEST (instruction_data/ie/ie_test.json)  MIXED_DATA (QA_DATA,IE_TRAIN: the mixed adapter's --data_path)
-#   SKIP_TRAIN (empty; 1 = reuse the adapters in OUT)  ONLY (empty; qa or mixed = train that one, then stop)
+#   SKIP_TRAIN (empty; 1 = reuse the adapters in OUT)  ONLY (empty; qa, mixed or train = train that one or both, then stop)
 # On a 2-core CPU keep each step under the shared lock: flock /work/locks/cpu benchmarks/ie_mixed_training.sh
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
