@@ -43,7 +43,7 @@ STEPS = ("extend", "a", "b", "c1", "c2", "c3", "table")
 
 class Bench:
     def __init__(self, out, base_model, train_data, eval_data, corpus, budget_s, shares, batch_size,
-                 micro_batch_size, stage1_lr, stage2_lr, learning_rate, block_size, vocab_size, score_stages=True):
+                 micro_batch_size, stage1_lr, stage2_lr, learning_rate, block_size, vocab_size, score_stages=True, steps=0):
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.results_file = self.out / "results.json"
@@ -55,6 +55,7 @@ class Bench:
         self.block_size, self.vocab_size = block_size, vocab_size
         self.extended = self.out / "extended"
         self.score_stages = score_stages
+        self.steps = steps
 
     def save(self, key, value):
         self.results[key] = value
@@ -62,7 +63,16 @@ class Bench:
         print(f"{key}: {json.dumps(value, ensure_ascii=False)}", flush=True)
 
     def timed(self, name, fn, seconds, **kwargs):
-        """Run fn (finetune.train or pretrain.train) for about SECONDS: a 3-step probe sets the step count."""
+        """Run fn (finetune.train or pretrain.train) for about SECONDS: a 3-step probe sets the step count.
+
+        With --steps N the probe is skipped: the arm's share of N optimizer steps (blocks of --block_size tokens
+        and instruction records of about as many tokens cost about the same per step)."""
+        if self.steps:
+            share = seconds / self.budget_s
+            steps = max(1, round(self.steps * share))
+            summary = fn(output_dir=str(self.out / name), max_steps=steps, save_steps=10**6, **kwargs)
+            return {"steps": steps, "seconds": summary["train_seconds"], "tokens": summary["train_tokens"],
+                    "train_loss": summary["train_loss"]}
         probe_dir = self.out / f"probe-{name}"
         probe = fn(output_dir=str(probe_dir), max_steps=3, save_steps=10**6, **kwargs)
         shutil.rmtree(probe_dir, ignore_errors=True)
@@ -153,16 +163,19 @@ def main(step: str = "all", out: str = "outputs/bench-pretrain", base_model: str
          corpus: str = settings.PRETRAIN_DATA, budget_s: float = 360, shares="0.25,0.25,0.5", batch_size: int = 8,
          micro_batch_size: int = 4, stage1_lr: float = 2e-3, stage2_lr: float = 3e-4,
          learning_rate: float = settings.LEARNING_RATE, block_size: int = settings.BLOCK_SIZE,
-         vocab_size: int = 4000, score_stages=True):
+         vocab_size: int = 4000, score_stages=True, steps: int = 0):
     """Run one step (extend, a, b, c1, c2, c3, table), a comma list of them, or all; print the Markdown table.
 
-    --score_stages False skips scoring the stage-1 and stage-2 models on their own (saves time).
+    --score_stages False skips scoring the stage-1 and stage-2 models on their own (saves time). --steps N gives
+    every arm N optimizer steps (split by --shares in arm c) instead of probing for BUDGET_S seconds: use it where
+    other work shares the CPU and probes would time noise; the table shows the time each arm really took.
     """
     split = [float(s) for s in parse_list(shares)]
     if len(split) != 3 or abs(sum(split) - 1) > 1e-6:
         raise SystemExit("--shares needs three fractions that add up to 1 (stage 1, stage 2, instruction tuning)")
     bench = Bench(out, base_model, train_data, eval_data, corpus, budget_s, split, batch_size, micro_batch_size,
-                  stage1_lr, stage2_lr, learning_rate, block_size, vocab_size, parse_bool(score_stages, "score_stages"))
+                  stage1_lr, stage2_lr, learning_rate, block_size, vocab_size, parse_bool(score_stages, "score_stages"),
+                  steps)
     names = STEPS if step == "all" else parse_list(step)
     for name in names:
         bench.step(name)
