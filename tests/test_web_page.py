@@ -18,7 +18,7 @@ from conftest import ROOT
 sys.path.insert(0, str(ROOT / "scripts"))
 from chat_page import ChatPage, find_chromium  # noqa: E402
 
-pytestmark = pytest.mark.skipif(find_chromium() is None, reason="no Chromium on this machine (Debian: apt-get install "
+needs_chromium = pytest.mark.skipif(find_chromium() is None, reason="no Chromium on this machine (Debian: apt-get install "
                                 "chromium fonts-noto-cjk; scripts/test.sh does it when run as root)")
 MAX_TOKENS = 24
 QUESTION = "什么是债券？"
@@ -98,6 +98,7 @@ def png_size(path) -> tuple[int, int]:
     return struct.unpack(">II", head[16:24])
 
 
+@needs_chromium
 def test_chat_streams_the_greedy_answer_and_side_by_side_shows_two(server, tmp_path):
     base = client(server).models.list().data[0].id
     expected = {model: greedy(server, model, QUESTION) for model in (base, "fin")}
@@ -117,3 +118,28 @@ def test_chat_streams_the_greedy_answer_and_side_by_side_shows_two(server, tmp_p
         # A follow-up question continues the conversation on both sides.
         page.ask_side_by_side("它有什么风险？", max_tokens=8)
         assert [len(page.answers(box)) for box in ("compare-box-a", "compare-box-b")] == [2, 2]
+
+
+@pytest.fixture(scope="module")
+def tiny_engine(tiny_model):
+    from utils.serving.engine import GenerationEngine
+
+    engine = GenerationEngine.load(tiny_model)
+    yield engine
+    engine.close()
+
+
+def test_with_an_api_key_the_page_wants_it_as_password_and_the_page_can_be_turned_off(tiny_engine):
+    from fastapi.testclient import TestClient
+
+    from utils.serving.api import create_app
+
+    with TestClient(create_app(tiny_engine, api_key="sesame")) as http:
+        assert http.get("/config").status_code == 401  # the page's configuration, before logging in
+        assert http.post("/login", data={"username": "me", "password": "wrong"}).status_code == 400
+        assert http.post("/login", data={"username": "me", "password": "sesame"}).status_code == 200
+        assert http.get("/config").status_code == 200
+        assert http.get("/health").status_code == 200
+    with TestClient(create_app(tiny_engine, web_page=False)) as http:
+        assert http.get("/").status_code == 404 and http.get("/config").status_code == 404
+        assert http.get("/v1/models").json()["data"][0]["id"] == tiny_engine.model_ids()[0]
