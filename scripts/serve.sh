@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Serve the base and adapters with an OpenAI-compatible API (and the web page) at http://HOST:PORT. Each variable
+# below, when set, becomes serve.py's flag; unset, serve.py's own default applies. Extra arguments go to serve.py.
+#   BASE_MODEL      (base_models/SmolLM2-135M-Instruct)
+#   LORA_WEIGHTS    adapters: PATH,PATH or NAME=PATH,NAME=PATH; empty = the base alone
+#   HOST (127.0.0.1)  PORT (8000)  API_KEY (none: no key needed)
+#   LOAD_8BIT (False)  LOAD_4BIT (False)  MAX_NEW_TOKENS (256: for requests without max_tokens)
+#   MAX_BATCH_SIZE (16)  BATCH_WINDOW_MS (10)  QUEUE_SIZE (64: more waiting requests get 503)
+#   TEMPLATE        the base's prompt template; empty = its own chat template (adapters use their training one)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
+[ -x "$PYTHON" ] || PYTHON=python3
+source scripts/flags.sh
+
+add_flag --base_model BASE_MODEL
+add_flag --lora_weights LORA_WEIGHTS
+add_flag --host HOST
+add_flag --port PORT
+add_flag --api_key API_KEY
+add_flag --load_8bit LOAD_8BIT
+add_flag --load_4bit LOAD_4BIT
+add_flag --max_new_tokens MAX_NEW_TOKENS
+add_flag --max_batch_size MAX_BATCH_SIZE
+add_flag --batch_window_ms BATCH_WINDOW_MS
+add_flag --queue_size QUEUE_SIZE
+add_flag --prompt_template TEMPLATE
+exec "$PYTHON" serve.py "${args[@]}" "$@"
