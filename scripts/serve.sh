@@ -7,6 +7,7 @@
 #   LOAD_8BIT (False)  LOAD_4BIT (False)  MAX_NEW_TOKENS (256: for requests without max_tokens)
 #   MAX_BATCH_SIZE (16)  BATCH_WINDOW_MS (10)  QUEUE_SIZE (64: more waiting requests get 503)
 #   TEMPLATE        the base's prompt template; empty = its own chat template (adapters use their training one)
+#   WEB_PAGE (True: the chat page at /)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -26,4 +27,5 @@ add_flag --max_batch_size MAX_BATCH_SIZE
 add_flag --batch_window_ms BATCH_WINDOW_MS
 add_flag --queue_size QUEUE_SIZE
 add_flag --prompt_template TEMPLATE
+add_flag --web_page WEB_PAGE
 exec "$PYTHON" serve.py "${args[@]}" "$@"

@@ -39,7 +39,7 @@ class Server:
 
     def __init__(self, engine, api_key=None):
         self.engine, self.port = engine, free_port()
-        self.server = uvicorn.Server(uvicorn.Config(create_app(engine, api_key=api_key), host="127.0.0.1",
+        self.server = uvicorn.Server(uvicorn.Config(create_app(engine, api_key=api_key, web_page=False), host="127.0.0.1",
                                                     port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()

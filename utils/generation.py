@@ -169,8 +169,9 @@ class DecodeRow:
 
     def __init__(self, tokenizer, prompt_ids: list[int], max_new_tokens: int, adapter: str | None = None,
                  temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0, repetition_penalty: float = 1.0,
-                 seed: int | None = None, stop=(), owner=None):
+                 seed: int | None = None, stop=(), owner=None, ignore_eos: bool = False):
         self.prompt_ids = list(prompt_ids)
+        self.ignore_eos = ignore_eos  # go on to max_new_tokens past EOS (fixed-length answers for benchmarks)
         self.max_new_tokens = max_new_tokens
         self.adapter = adapter  # a PEFT adapter's name; None = the base alone
         self.temperature, self.top_p, self.top_k = temperature, top_p, top_k
@@ -204,7 +205,7 @@ class DecodeRow:
     def accept(self, token: int, eos_ids: set[int]) -> str:
         """Record a new token; returns the text it makes safe to show, and sets finish_reason when done."""
         self.new_ids.append(token)
-        if token in eos_ids:
+        if token in eos_ids and not self.ignore_eos:
             self.finish_reason = "stop"
             return self.stream.finish()
         delta = self.stream.push(token)

@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 CHAT_FIELDS = {"model": (str,), "messages": (list,), "max_tokens": (int, None), "max_completion_tokens": (int, None),
                "temperature": (int, float, None), "top_p": (int, float, None), "n": (int, None),
                "stream": (bool, None), "stop": (str, list, None), "seed": (int, None),
-               "stream_options": (dict, None)}
+               "stream_options": (dict, None), "ignore_eos": (bool, None)}
 COMPLETION_FIELDS = {**{k: v for k, v in CHAT_FIELDS.items() if k != "messages"},
                      "prompt": (str, list), "echo": (bool, None), "logprobs": (int, bool, None)}
 
@@ -209,4 +209,4 @@ def generation_options(body: dict) -> dict:
     max_tokens = body.get("max_completion_tokens")
     return {"max_tokens": body.get("max_tokens") if max_tokens is None else max_tokens,
             "temperature": body.get("temperature"), "top_p": body.get("top_p"), "stop": body.get("stop"),
-            "seed": body.get("seed")}
+            "seed": body.get("seed"), "ignore_eos": body.get("ignore_eos")}

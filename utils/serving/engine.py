@@ -268,7 +268,7 @@ class GenerationEngine:
         return prompter.prompt_for(record, self.tokenizer.eos_token or "")
 
     def _job(self, model, prompt: str, prompt_param: str, max_tokens=None, temperature=None, top_p=None,
-             stop=None, seed=None) -> Job:
+             stop=None, seed=None, ignore_eos=False) -> Job:
         ids = self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
         if len(ids) >= self.context_len:
             raise BadRequestError(f"This model's maximum context length is {self.context_len} tokens, but the "
@@ -297,7 +297,8 @@ class GenerationEngine:
         row = DecodeRow(self.tokenizer, ids, max_tokens, adapter=None if model == self.base_id else model,
                         temperature=float(temperature), top_p=float(top_p),
                         top_k=self.defaults["top_k"] if temperature > 0 else 0,
-                        repetition_penalty=self.defaults["repetition_penalty"], seed=seed, stop=stops)
+                        repetition_penalty=self.defaults["repetition_penalty"], seed=seed, stop=stops,
+                        ignore_eos=bool(ignore_eos))
         return Job(model, row)
 
     # ---- the worker thread -----------------------------------------------------------------------------
