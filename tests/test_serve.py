@@ -237,3 +237,18 @@ def test_full_queue_answers_503_at_once_and_a_disconnect_frees_the_slot(small_se
         long_stream.close()  # the client goes away mid-stream
         assert waiting.result(timeout=60).choices[0].message.content  # its row was freed for the next
     assert health()["running"] == 0 and health()["queued"] == 0
+
+
+def test_serve_py_bad_flags_and_a_missing_adapter_give_one_error_line(smollm2, tmp_path):
+    from conftest import run_script
+
+    done = run_script("serve.py", "--base_model", smollm2, "--lora_weights", f"fin={tmp_path / 'nowhere'}",
+                      "--port", "0", timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "error: --port must be from 1 to 65535" in done.stderr
+    done = run_script("serve.py", "--base_model", smollm2, "--lora_weights", f"fin={tmp_path / 'nowhere'}",
+                      timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"error: LoRA weights '{tmp_path / 'nowhere'}' do not exist" in done.stderr
+    done = run_script("serve.py", "--base_model", smollm2, "--lora_weights", "a=x,a=y", timeout=120)
+    assert done.returncode == 1 and "two adapters are named 'a'" in done.stderr
