@@ -91,12 +91,23 @@ def test_sigterm_or_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tiny_model,
     assert summary["global_step"] == step + 2
 
 
-@pytest.fixture()
-def two_checkpoints(tiny_model, train_file, tmp_path):
-    out = tmp_path / "o"
-    finetune.train(base_model=tiny_model, data_path=train_file, output_dir=str(out), max_steps=4, save_steps=2,
-                   **FAST)
+@pytest.fixture(scope="module")
+def trained_once(tiny_model, tmp_path_factory):
+    from conftest import RECORDS, write_json
+
+    root = tmp_path_factory.mktemp("trained")
+    out = root / "o"
+    finetune.train(base_model=tiny_model, data_path=str(write_json(root / "train.json", RECORDS)),
+                   output_dir=str(out), max_steps=4, save_steps=2, **FAST)
     return out
+
+
+@pytest.fixture()
+def two_checkpoints(trained_once, tmp_path):
+    """A fresh copy of a 4-step run's output (checkpoint-2, checkpoint-4, adapter) for each test to damage."""
+    import shutil
+
+    return Path(shutil.copytree(trained_once, tmp_path / "o"))
 
 
 @pytest.mark.parametrize("victim", ["adapter_model.safetensors", "optimizer.pt", "trainer_state.json",
