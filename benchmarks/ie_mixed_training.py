@@ -5,10 +5,11 @@
 For the base alone and base + each adapter (label=folder): micro F1 per IE task on the held-out IE test set
 (NER on (type, text); RE on (subject, relation, object); EE events on (type, trigger) and arguments on
 (type, role, text), scored by utils.ie.metrics, greedy answers), and the teacher-forced loss of the held-out
-financial QA answers (utils.reference_loss, per answer token). benchmarks/ie_mixed_training.sh trains the
+financial QA answers (utils.reference_loss, per answer token), and the same loss of the IE test answers (a
+finer signal than F1 while a short run's answers are not yet valid JSON). benchmarks/ie_mixed_training.sh trains the
 adapters and calls this; --per_task N scores N cases per IE task drawn with --seed (0 = all);
 --include_base False leaves the base alone out (to split a long run); --qa_limit N (a quick check) scores the
-first N QA cases only.
+first N QA cases only; --ie False skips the IE answers (QA loss only).
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def pick(cases: list[dict], per_task: int, seed: int) -> list[dict]:
 def main(adapters: str = "", base_model: str = settings.BASE_MODEL,
          ie_test: str = "instruction_data/ie/ie_test.json", qa_test: str = settings.INFER_DATA,
          per_task: int = 0, seed: int = 42, max_new_tokens: int = 160, batch_size: int = 8,
-         cutoff_len: int = 768, answers_dir: str = "", include_base=True, qa_limit: int = 0):
+         cutoff_len: int = 768, answers_dir: str = "", include_base=True, qa_limit: int = 0, ie=True):
     models = [("base", "")] if parse_bool(include_base, "include_base") else []
     for item in parse_list(adapters):
         label, _, folder = item.partition("=")
@@ -68,16 +69,18 @@ def main(adapters: str = "", base_model: str = settings.BASE_MODEL,
         model, tokenizer = load_for_inference(base_model, folder or None)
         prompter = inference_prompter(tokenizer, lora_weights=folder or None)
         rows = answer_cases(model, tokenizer, prompter, ie_cases, batch_size=batch_size,
-                            max_new_tokens=max_new_tokens, do_sample=False)
+                            max_new_tokens=max_new_tokens, do_sample=False) if parse_bool(ie, "ie") else []
         for row, case in zip(rows, ie_cases):
             row["task"] = case["task"]
         if answers_dir:
             Path(answers_dir).mkdir(parents=True, exist_ok=True)
             with open(Path(answers_dir) / f"{label}.jsonl", "w", encoding="utf-8") as f:
                 f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        scores = score_ie(rows)
+        scores = score_ie(rows)  # {} with --ie False: the table shows "-"
+        ie_loss = reference_loss(model, tokenizer, prompter, ie_cases, batch_size=4, cutoff_len=int(cutoff_len))
+        print(f"{label}: ie_loss={ie_loss['loss']}", file=sys.stderr, flush=True)
         loss = reference_loss(model, tokenizer, prompter, qa_cases, batch_size=4, cutoff_len=int(cutoff_len))
-        results.append((label, folder, scores, loss, time.perf_counter() - began))
+        results.append((label, folder, scores, loss, ie_loss))
         print(f"{label}: {json.dumps(scores, ensure_ascii=False)} qa_loss={loss['loss']} "
               f"({time.perf_counter() - began:.0f} s)", file=sys.stderr, flush=True)
         del model
@@ -85,17 +88,19 @@ def main(adapters: str = "", base_model: str = settings.BASE_MODEL,
     print(f"IE test: {ie_test} ({', '.join(f'{t} {n}' for t, n in counts.items())} records; greedy, "
           f"max_new_tokens {max_new_tokens}); QA loss: {qa_test} ({len(qa_cases)} cases, cutoff {cutoff_len}); "
           f"{torch.get_num_threads()} threads\n")
-    print("| model | NER F1 (%) | RE F1 (%) | EE event F1 | EE argument F1 | invalid answers | QA loss / token | QA ppl |")
-    print("|---|---|---|---|---|---|---|---|")
-    for label, folder, scores, loss, _ in results:
+    print("| model | NER F1 (%) | RE F1 (%) | EE event F1 | EE argument F1 | invalid answers | IE answer loss "
+          "| QA loss / token | QA ppl |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for label, folder, scores, loss, ie_loss in results:
         def f1(task, key="f1"):
             value = scores.get(task, {}).get(key)
             return "-" if value is None else f"{value:.1f}"
         invalid = sum(block["invalid"] for block in scores.values())
         cases = sum(block["cases"] for block in scores.values())
         name = label if not folder else f"{label} ({folder})"
-        print(f"| {name} | {f1('ner')} | {f1('re')} | {f1('ee', 'event_f1')} | {f1('ee', 'argument_f1')} | "
-              f"{invalid}/{cases} | {loss['loss']:.4f} | {loss['perplexity']} |")
+        shown = f"{invalid}/{cases}" if cases else "-"
+        print(f"| {name} | {f1('ner')} | {f1('re')} | {f1('ee', 'event_f1')} | {f1('ee', 'argument_f1')} | {shown} | "
+              f"{ie_loss['loss']:.4f} | {loss['loss']:.4f} | {loss['perplexity']} |")
 
 
 if __name__ == "__main__":
