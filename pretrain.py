@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from transformers import set_seed
 
-from utils import settings, training
+from utils import safeguards, settings, training
 from utils.adapters import attach_embedding_training, attach_lora
 from utils.cli import parse_bool, parse_list, run
 from utils.data.raw_text import build_block_dataset, load_corpus
@@ -63,6 +63,7 @@ def train(
     wandb_watch: str = "",
     wandb_log_model: str = "",
     resume_from_checkpoint=None,
+    overwrite=False,  # replace a finished stage already in --output_dir
 ):
     """Continue pre-training BASE_MODEL on the raw text of DATA_PATH (.txt / .jsonl files or folders, comma-mixed).
 
@@ -88,6 +89,8 @@ def train(
     train_set = blocks.select(train_rows)
     val_set = blocks.select(val_rows) if val_rows else None
     checkpoint = training.find_checkpoint(resume_from_checkpoint, output_dir)
+    safeguards.refuse_finished_output(output_dir, parse_bool(overwrite, "overwrite"),
+                                      resuming=resume_from_checkpoint not in (None, False, "", "False", "false"))
     training.configure_wandb(wandb_project, wandb_watch, wandb_log_model)
     model = load_base_model(base_model, load_8bit=load_8bit, load_4bit=load_4bit, trust_remote_code=trust_remote_code)
     modules = stage_two_modules(model, base_model, parse_list(modules_to_save))

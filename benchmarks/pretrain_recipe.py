@@ -67,6 +67,7 @@ class Bench:
 
         With --steps N the probe is skipped: the arm's share of N optimizer steps (blocks of --block_size tokens
         and instruction records of about as many tokens cost about the same per step)."""
+        shutil.rmtree(self.out / name, ignore_errors=True)  # a fresh run each time (finetune.py keeps finished ones)
         if self.steps:
             share = seconds / self.budget_s
             steps = max(1, round(self.steps * share))
