@@ -112,7 +112,9 @@ def build_chat_page(engine):
 
     def settings_panel(prefix: str):
         with gr.Accordion("生成设置 Generation settings", open=False, elem_id=f"{prefix}-settings"):
-            system = gr.Textbox(label="系统提示 System prompt (optional)", lines=2, value="", elem_id=f"{prefix}-system")
+            system = gr.Textbox(label="系统提示 System prompt (optional; used with the base's chat template, "
+                                "adapters trained on a template ignore it as in training)", lines=2, value="",
+                                elem_id=f"{prefix}-system")
             max_tokens = gr.Slider(1, MAX_TOKENS_LIMIT, value=256, step=1, label="max tokens",
                                    elem_id=f"{prefix}-max-tokens")
             temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="temperature (0 = greedy)",
