@@ -11,6 +11,7 @@ tokens/s at the highest concurrency to that at the lowest. Goals on a 2-core CPU
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import sys
 import threading
@@ -68,6 +69,7 @@ async def level(url: str, models: list[str], concurrency: int, rounds: int, max_
 
 def main(base_model: str = settings.BASE_MODEL, lora_weights: str = "", concurrency="1,4,16", rounds: int = 2,
          max_tokens: int = 128, max_batch_size: int = 16, batch_window_ms: float = 10):
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not one log line per request
     engine = GenerationEngine.load(base_model, lora_weights, max_batch_size=max_batch_size,
                                    batch_window_ms=batch_window_ms)
     with socket.socket() as s:
