@@ -7,14 +7,19 @@ Multi-GPU (or 2 CPU processes): torchrun --nproc_per_node 2 finetune.py ...
 """
 from __future__ import annotations
 
+import logging
+
+import torch
 from transformers import set_seed
 
-from utils import safeguards, settings, training
+from utils import hardware, safeguards, settings, training
 from utils.adapters import attach_lora, read_run_info
 from utils.cli import parse_bool, parse_list, run
 from utils.data.mixing import load_data_mix
-from utils.loading import load_base_model, load_tokenizer, resolve_model_path
+from utils.loading import load_base_model, load_tokenizer, pick_device, resolve_model_path
 from utils.prompter import Prompter
+
+logger = logging.getLogger("finetune")
 
 
 def train(
@@ -24,7 +29,7 @@ def train(
     output_dir: str = "outputs/lora-fin",
     prompt_template_name: str = settings.PROMPT_TEMPLATE,
     prompt_template: str = "",  # the inference spelling, accepted here too
-    load_8bit=True,
+    load_8bit=None,  # None: 8-bit where it pays (GPU; CPU only if full precision would not fit), see utils/hardware.py
     load_4bit=False,
     trust_remote_code=False,
     # training
@@ -40,8 +45,8 @@ def train(
     save_steps: int = 50,
     logging_steps: int = 5,
     seed: int = 42,
-    gradient_checkpointing=False,
-    bf16=None,
+    gradient_checkpointing=None,  # None: on when cutoff_len x micro_batch_size is large (utils/hardware.py)
+    bf16=None,  # None: bf16 where the GPU or CPU has it natively (AMX, AVX512-BF16), else float32
     # lora
     lora_r: int = settings.LORA_R,
     lora_alpha: int = settings.LORA_ALPHA,
@@ -52,6 +57,7 @@ def train(
     train_on_inputs=False,
     add_eos_token=True,
     group_by_length=False,
+    head_on_labels_only=True,  # the LM head and loss only where labels are (same loss, less work)
     # wandb
     wandb_project: str = "",
     wandb_run_name: str = "",
@@ -64,9 +70,16 @@ def train(
 
     DATA_PATH may mix several files: a.json,b.json:N,c.json:W (N records of b, W x the records of c, drawn with
     --seed; see utils/data/mixing.py)."""
-    load_8bit, load_4bit = parse_bool(load_8bit, "load_8bit"), parse_bool(load_4bit, "load_4bit")
+    load_4bit = parse_bool(load_4bit, "load_4bit")
+    load_8bit = None if load_8bit is None else parse_bool(load_8bit, "load_8bit")
     if load_4bit:
         load_8bit = False  # --load_4bit alone should mean QLoRA without also switching 8-bit off
+    device = pick_device()
+    bf16 = hardware.resolve_bf16(None if bf16 is None else parse_bool(bf16, "bf16"), device)
+    gradient_checkpointing = hardware.resolve_gradient_checkpointing(
+        None if gradient_checkpointing is None else parse_bool(gradient_checkpointing, "gradient_checkpointing"),
+        cutoff_len, micro_batch_size)
+    hardware.configure_threads(training.local_world_size())
     trust_remote_code = parse_bool(trust_remote_code, "trust_remote_code")
     train_on_inputs = parse_bool(train_on_inputs, "train_on_inputs")
     add_eos_token = parse_bool(add_eos_token, "add_eos_token")
@@ -84,21 +97,26 @@ def train(
     safeguards.refuse_finished_output(output_dir, parse_bool(overwrite, "overwrite"),
                                       resuming=resume_from_checkpoint not in (None, False, "", "False", "false"))
     training.configure_wandb(wandb_project, wandb_watch, wandb_log_model)
-    model = load_base_model(base_model, load_8bit=load_8bit, load_4bit=load_4bit, trust_remote_code=trust_remote_code)
+    if not load_4bit:
+        load_8bit, why = hardware.resolve_load_8bit(load_8bit, device, resolve_model_path(base_model))
+        logger.info("Weights: %s (%s)", "8-bit" if load_8bit else "full precision", why)
+    model = load_base_model(base_model, load_8bit=load_8bit, load_4bit=load_4bit, trust_remote_code=trust_remote_code,
+                            dtype=torch.bfloat16 if bf16 else torch.float16 if device.type == "cuda" else torch.float32)
     # A base whose vocabulary was extended says which new modules must learn (extend_vocab.py).
     modules_to_save = parse_list(modules_to_save) or read_run_info(resolve_model_path(base_model)).get(
         "modules_to_save", [])
     model = attach_lora(model, lora_r, lora_alpha, lora_dropout, parse_list(lora_target_modules),
-                        parse_bool(gradient_checkpointing, "gradient_checkpointing"), modules_to_save)
+                        gradient_checkpointing, modules_to_save)
     args = training.build_training_arguments(
         output_dir=output_dir, micro_batch_size=micro_batch_size, gradient_accumulation_steps=accumulation,
         num_epochs=num_epochs, learning_rate=learning_rate, has_validation=val_set is not None,
         eval_steps=eval_steps, save_steps=save_steps, logging_steps=logging_steps, max_steps=max_steps,
         warmup_steps=warmup_steps, group_by_length=parse_bool(group_by_length, "group_by_length"), seed=seed,
         wandb_run_name=wandb_run_name, report_to_wandb=bool(wandb_project),
-        bf16=None if bf16 is None else parse_bool(bf16, "bf16"),
+        bf16=bf16,
     )
-    trainer = training.build_trainer(model, tokenizer, args, train_set, val_set)
+    trainer = training.build_trainer(model, tokenizer, args, train_set, val_set,
+                                     parse_bool(head_on_labels_only, "head_on_labels_only"))
 
     # Train.
     outcome = training.train(trainer, checkpoint)
@@ -107,7 +125,8 @@ def train(
 
     # Save, check, summarise.
     run_info = dict(base_model=base_model, data_path=data_path, data_mix=data_mix,
-                    prompt_template=prompter.template_name, load_8bit=load_8bit, load_4bit=load_4bit, cutoff_len=cutoff_len, lora_r=lora_r,
+                    prompt_template=prompter.template_name, load_8bit=load_8bit, load_4bit=load_4bit, bf16=bf16,
+                    gradient_checkpointing=gradient_checkpointing, cutoff_len=cutoff_len, lora_r=lora_r,
                     lora_alpha=lora_alpha, train_on_inputs=train_on_inputs, add_eos_token=add_eos_token, seed=seed)
     adapter_bytes = training.save_checked_adapter(trainer, tokenizer, output_dir, run_info)
     return training.write_summary(trainer, outcome, adapter_bytes, output_dir)

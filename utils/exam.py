@@ -18,10 +18,12 @@ import ast
 import csv
 import json
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from utils.errors import CornucopiaError
 from utils.generation import generate
@@ -123,18 +125,39 @@ def letter_token_ids(tokenizer) -> list[int]:
     return [tokenizer(letter, add_special_tokens=False)["input_ids"][-1] for letter in LETTERS]
 
 
+def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (least padding), longest first so memory peaks early."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def last_position_logits(model, encoded):
+    """Next-token scores at the last position only: the LM head skips every other position where the model allows."""
+    try:
+        return model(**encoded, logits_to_keep=1).logits[:, -1]
+    except TypeError:  # a model whose forward takes no logits_to_keep
+        return model(**encoded).logits[:, -1]
+
+
 @torch.inference_mode()
-def choose_by_logits(model, tokenizer, prompts: list[str], batch_size: int = 4) -> list[str]:
-    """Left-padded batches; the option letter whose token scores highest as the next token."""
+def choose_by_logits(model, tokenizer, prompts: list[str], batch_size: int = 4, on_batch=None) -> list[str]:
+    """Left-padded batches of similar length; the option letter whose token scores highest as the next token.
+
+    Answers come back in the prompts' order; `on_batch(indices, letters)` is called after each batch (progress).
+    """
     if tokenizer.padding_side != "left":
         raise ValueError("option-letter scoring reads the last position: it needs padding_side='left'")
     ids = letter_token_ids(tokenizer)
     device = next(model.parameters()).device
-    chosen = []
-    for start in range(0, len(prompts), batch_size):
-        encoded = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True).to(device)
-        logits = model(**encoded).logits[:, -1, ids]
-        chosen += [LETTERS[int(i)] for i in logits.argmax(dim=-1)]
+    lengths = [len(x) for x in tokenizer(prompts, add_special_tokens=True)["input_ids"]]
+    chosen = [""] * len(prompts)
+    for batch in length_sorted_batches(lengths, batch_size):
+        encoded = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True).to(device)
+        letters = [LETTERS[int(i)] for i in last_position_logits(model, encoded)[:, ids].argmax(dim=-1)]
+        for i, letter in zip(batch, letters):
+            chosen[i] = letter
+        if on_batch is not None:
+            on_batch(batch, letters)
     return chosen
 
 
@@ -150,30 +173,86 @@ def extract_letter(text: str) -> str:
     return ""
 
 
-def choose_by_generation(model, tokenizer, prompts: list[str], batch_size: int = 4, max_new_tokens: int = 8) -> list[str]:
+def choose_by_generation(model, tokenizer, prompts: list[str], batch_size: int = 4, max_new_tokens: int = 8,
+                         on_batch=None) -> list[str]:
     answers = generate(model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens, progress=False)
-    return [extract_letter(a["text"]) for a in answers]
+    letters = [extract_letter(a["text"]) for a in answers]
+    if on_batch is not None:
+        on_batch(list(range(len(prompts))), letters)
+    return letters
 
 
-def evaluate_exam(model, tokenizer, scored, shots, k_shot: int = 0, method: str = "logits", batch_size: int = 4) -> dict:
-    """Accuracy per subject and overall (micro average over questions), plus each question's choice."""
+def score_subject(subject: str, questions: list[Question], chosen: list[str], seconds: float) -> dict:
+    """One subject's result: accuracy, counts, time, and each question's choice."""
+    correct = sum(c == q.answer for c, q in zip(chosen, questions))
+    return {"subject": subject, "accuracy": round(100 * correct / len(questions), 2), "correct": correct,
+            "total": len(questions), "seconds": round(seconds, 2),
+            "details": [{"subject": subject, "source": q.source, "answer": q.answer, "chosen": c}
+                        for q, c in zip(questions, chosen)]}
+
+
+def evaluate_exam(model, tokenizer, scored, shots, k_shot: int = 0, method: str = "logits", batch_size: int = 4,
+                  done: dict | None = None, on_subject=None, progress: bool = True) -> dict:
+    """Accuracy per subject and overall (micro average over questions), plus each question's choice.
+
+    `done` holds subjects already scored (an interrupted run's, by subject name): they are not scored again.
+    `on_subject(result)` is called as each subject finishes, so a caller can save it at once.
+    """
     if method not in ("logits", "generate"):
         raise ExamError(f"--method must be logits or generate, not {method!r}")
-    results, details, correct_all, total_all = {}, [], 0, 0
-    for subject, questions in scored.items():
+    done = dict(done or {})
+    todo = {s: q for s, q in scored.items() if s not in done}
+    total_questions = sum(len(q) for q in todo.values())
+    bar = tqdm(total=total_questions, desc="Exam", unit="question", disable=not progress or not total_questions)
+    tally = {"correct": 0, "seen": 0}
+    started = time.perf_counter()
+    for subject, questions in todo.items():
         examples = shots.get(subject, [])[:k_shot]
         prompts = [build_prompt(q, examples) for q in questions]
+
+        def on_batch(indices, letters, questions=questions, subject=subject):
+            tally["seen"] += len(indices)
+            tally["correct"] += sum(letter == questions[i].answer for i, letter in zip(indices, letters))
+            bar.update(len(indices))
+            bar.set_postfix(subject=subject[:20], accuracy=f"{100 * tally['correct'] / tally['seen']:.1f}%")
+
         choose = choose_by_logits if method == "logits" else choose_by_generation
-        chosen = choose(model, tokenizer, prompts, batch_size=batch_size)
-        correct = sum(c == q.answer for c, q in zip(chosen, questions))
-        results[subject] = {"accuracy": round(100 * correct / len(questions), 2), "correct": correct,
-                            "total": len(questions)}
-        details += [{"subject": subject, "source": q.source, "answer": q.answer, "chosen": c}
-                    for q, c in zip(questions, chosen)]
-        correct_all, total_all = correct_all + correct, total_all + len(questions)
+        began = time.perf_counter()
+        chosen = choose(model, tokenizer, prompts, batch_size=batch_size, on_batch=on_batch)
+        done[subject] = score_subject(subject, questions, chosen, time.perf_counter() - began)
+        if on_subject is not None:
+            on_subject(done[subject])
+    bar.close()
+    seconds = time.perf_counter() - started
+    results, details = {}, []
+    for subject in scored:
+        r = done[subject]
+        results[subject] = {"accuracy": r["accuracy"], "correct": r["correct"], "total": r["total"]}
+        details += r["details"]
+    correct_all = sum(r["correct"] for r in results.values())
+    total_all = sum(r["total"] for r in results.values())
     results["overall"] = {"accuracy": round(100 * correct_all / total_all, 2), "correct": correct_all,
                           "total": total_all}
-    return {"subjects": results, "k_shot": k_shot, "method": method, "details": details}
+    return {"subjects": results, "k_shot": k_shot, "method": method, "details": details,
+            "scored_now": total_questions, "seconds": round(seconds, 2),
+            "questions_per_second": round(total_questions / seconds, 2) if total_questions and seconds else None}
+
+
+def subject_file_name(subject: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", subject) + ".json"
+
+
+def read_finished_subjects(folder, run_key: dict) -> dict:
+    """Subjects an earlier run saved in FOLDER with the same settings (model, adapter, exam, shots, method)."""
+    finished = {}
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            continue  # writes are atomic, so this is not ours: score the subject again
+        if all(saved.get(k) == v for k, v in run_key.items()) and "subject" in saved:
+            finished[saved["subject"]] = saved
+    return finished
 
 
 def markdown(results: dict, label: str = "") -> str:

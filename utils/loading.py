@@ -14,6 +14,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
 from utils.errors import CornucopiaError
+from utils.hardware import native_bf16
 from utils.settings import BASE_MODELS_DIR
 
 logger = logging.getLogger(__name__)
@@ -36,9 +37,10 @@ def pick_device() -> torch.device:
 
 
 def compute_dtype(device: torch.device) -> torch.dtype:
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
+    """bf16 where the hardware multiplies it natively (utils.hardware), else float16 on GPUs, float32 on CPUs."""
+    if native_bf16(device):
+        return torch.bfloat16
+    return torch.float16 if device.type == "cuda" else torch.float32
 
 
 def resolve_model_path(base_model: str, needs=("config.json",)) -> str:

@@ -23,6 +23,8 @@ from utils.data.records import split_train_val
 from utils.data.tokenize import build_dataset
 from utils.errors import CornucopiaError
 from utils.files import atomic_write_json
+from utils.hardware import native_bf16
+from utils.label_loss import LabelPositionTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +35,11 @@ class TrainingError(CornucopiaError):
 
 def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def local_world_size() -> int:
+    """Processes on this machine (they share its cores)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
 
 
 def gradient_accumulation(batch_size: int, micro_batch_size: int) -> int:
@@ -102,8 +109,8 @@ def build_training_arguments(output_dir, micro_batch_size, gradient_accumulation
                              max_steps, warmup_steps, group_by_length, seed, wandb_run_name,
                              report_to_wandb, bf16=None):
     cuda = torch.cuda.is_available()
-    if bf16 is None:  # auto: mixed precision on GPUs; on CPU only when asked (fast where the CPU has AMX)
-        bf16 = cuda and torch.cuda.is_bf16_supported()
+    if bf16 is None:  # auto: bf16 where the GPU or CPU multiplies it natively (utils.hardware)
+        bf16 = native_bf16("cuda" if cuda else "cpu")
     return TrainingArguments(
         output_dir=output_dir,
         per_device_train_batch_size=micro_batch_size,
@@ -139,9 +146,14 @@ def build_training_arguments(output_dir, micro_batch_size, gradient_accumulation
     )
 
 
-def build_trainer(model, tokenizer, args, train_set, val_set) -> Trainer:
-    trainer = safeguards.AtomicCheckpointTrainer(  # a Trainer whose checkpoints appear whole or not at all
+class CornucopiaTrainer(LabelPositionTrainer, safeguards.AtomicCheckpointTrainer):
+    """The Trainer used here: LM head on label positions only, checkpoints that appear whole or not at all."""
+
+
+def build_trainer(model, tokenizer, args, train_set, val_set, label_positions_only: bool = True) -> Trainer:
+    trainer = CornucopiaTrainer(
         model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
+        label_positions_only=label_positions_only,
         data_collator=DataCollatorForSeq2Seq(tokenizer, pad_to_multiple_of=8, padding=True, return_tensors="pt"),
     )
     model.config.use_cache = False  # the KV cache is useless in training and warns with checkpointing
