@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from utils.errors import CornucopiaError
-from utils.generation import generate
+from utils.generation import generate, length_sorted_batches
 
 LETTERS = "ABCD"
 
@@ -123,12 +123,6 @@ def build_prompt(q: Question, shots: list[Question]) -> str:
 def letter_token_ids(tokenizer) -> list[int]:
     """The token that starts each option letter when it follows "答案：" (as C-Eval's own code scores)."""
     return [tokenizer(letter, add_special_tokens=False)["input_ids"][-1] for letter in LETTERS]
-
-
-def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches of similar length (least padding), longest first so memory peaks early."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 def last_position_logits(model, encoded):

@@ -38,36 +38,48 @@ def generation_kwargs(tokenizer, max_new_tokens=settings.MAX_NEW_TOKENS, do_samp
     return kwargs
 
 
+def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (least padding), longest first so memory peaks early."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+
 @torch.inference_mode()
 def generate(model, tokenizer, prompts: list[str], batch_size: int = settings.INFER_BATCH_SIZE,
-             progress: bool = True, **settings_) -> list[dict]:
+             progress: bool = True, sort_by_length: bool = True, **settings_) -> list[dict]:
     """Answer each prompt; returns [{'text', 'new_tokens', 'seconds'}] in the prompts' order.
 
+    Prompts are batched by similar token length (less padding to compute), answers put back in input order.
     `seconds` is the wall time of the prompt's batch divided by the batch's size.
     """
     if tokenizer.padding_side != "left":
         raise ValueError("batched generation needs a tokenizer with padding_side='left'")
     kwargs = generation_kwargs(tokenizer, **settings_)
     device = next(model.parameters()).device
-    results = []
-    batches = range(0, len(prompts), batch_size)
-    for start in tqdm(batches, desc="Generating", unit="batch", disable=not progress or len(batches) < 2):
-        batch = prompts[start:start + batch_size]
+    if sort_by_length and len(prompts) > batch_size:
+        lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=True)["input_ids"]]
+        batches = length_sorted_batches(lengths, batch_size)
+    else:
+        batches = [list(range(start, min(start + batch_size, len(prompts))))
+                   for start in range(0, len(prompts), batch_size)]
+    results: list[dict] = [{}] * len(prompts)
+    for indices in tqdm(batches, desc="Generating", unit="batch", disable=not progress or len(batches) < 2):
+        batch = [prompts[i] for i in indices]
         encoded = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=True).to(device)
         began = time.perf_counter()
         output = model.generate(**encoded, **kwargs)
         seconds = time.perf_counter() - began
         new_tokens = output[:, encoded["input_ids"].shape[1]:]
-        for row in new_tokens:
+        for i, row in zip(indices, new_tokens):
             # Count up to and including the first EOS; what follows is padding.
             eos = (row == tokenizer.eos_token_id).nonzero()
             count = int(eos[0]) + 1 if len(eos) else len(row)
-            results.append({
+            results[i] = {
                 # A cut at max_new_tokens can split a character's bytes: drop the dangling half.
                 "text": tokenizer.decode(row[:count], skip_special_tokens=True).strip().rstrip("\ufffd"),
                 "new_tokens": count,
                 "seconds": round(seconds / len(batch), 3),
-            })
+            }
     return results
 
 
