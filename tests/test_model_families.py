@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, BloomConfig, Bloom
 
 import finetune
 from conftest import RECORDS, write_json
-from utils.adapters import inference_prompter, load_for_inference
+from utils.adapters import inference_prompter, load_adapter, load_for_inference
 from utils.generation import answer_cases
 from utils.loading import ModelLoadError, load_base_model
 from utils.merging import merge_adapter
@@ -62,9 +62,11 @@ def test_family_fine_tunes_answers_and_merges(kind, targets, tiny_model, tmp_pat
 
     ids = tokenizer(prompter.generate_prompt(RECORDS[0]["instruction"]), return_tensors="pt").input_ids
     merged = merge_adapter(base, str(out), tmp_path / "merged", dtype="float32")
+    # Compared in float32: inference loads bf16 where the hardware has it natively, the merge is float32.
+    adapter_fp32 = load_adapter(load_base_model(base, dtype=torch.float32), str(out))
     with torch.no_grad():
-        adapted = model(input_ids=ids).logits
-        plain = load_base_model(base)(input_ids=ids).logits
+        adapted = adapter_fp32(input_ids=ids).logits
+        plain = load_base_model(base, dtype=torch.float32)(input_ids=ids).logits
         folded = AutoModelForCausalLM.from_pretrained(merged)(input_ids=ids).logits
     assert (adapted - plain).abs().max() > 1e-3, "training must have moved the model"
     assert (folded - adapted).abs().max() < 1e-4
