@@ -39,6 +39,8 @@ CONFIGURATIONS = {
     "bf16": ("bf16 weights and compute, no checkpointing",
              ["--load_8bit", "False", "--bf16", "True", "--gradient_checkpointing", "False"]),
     "default": ("default flags (auto: precision, 8-bit, checkpointing)", []),
+    "default_full_head": ("default flags + --head_on_labels_only False (LM head on every position)",
+                          ["--head_on_labels_only", "False"]),
     "default_grouped": ("default flags + --group_by_length True", ["--group_by_length", "True"]),
 }
 NEEDS_BF16 = {"8bit_bf16_ckpt", "bf16_ckpt", "bf16"}
