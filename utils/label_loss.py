@@ -46,8 +46,14 @@ class LabelPositionTrainer(Trainer):
         # "unchecked" until the first batch compares it with the full forward, then "on" or "off".
         self._label_only = "unchecked" if label_positions_only else "off"
 
-    def _check(self, model, inputs, fast: torch.Tensor, count: torch.Tensor) -> bool:
-        with torch.no_grad():
+    def _check(self, model, inputs, fast: torch.Tensor, count: torch.Tensor, rng_before) -> bool:
+        # The same dropout masks as the fast pass, and the random state left as if no check had run
+        # (a resumed run must draw the same numbers as an uninterrupted one).
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            torch.set_rng_state(rng_before[0])
+            if devices:
+                torch.cuda.set_rng_state(rng_before[1])
             full = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
                          labels=inputs["labels"]).loss.float()
         mean = fast.detach().float() / max(int(count), 1)
@@ -66,10 +72,12 @@ class LabelPositionTrainer(Trainer):
                   and self.compute_loss_func is None)
         if not usable:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        rng_before = (torch.get_rng_state(), torch.cuda.get_rng_state() if torch.cuda.is_available() else None) \
+            if self._label_only == "unchecked" else None
         total, count = label_position_loss(model, inputs["input_ids"], inputs.get("attention_mask"),
                                            inputs["labels"])
         if self._label_only == "unchecked":
-            self._label_only = "on" if self._check(model, inputs, total, count) else "off"
+            self._label_only = "on" if self._check(model, inputs, total, count, rng_before) else "off"
             if self._label_only == "off":
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         if self.model_accepts_loss_kwargs and num_items_in_batch is not None:
