@@ -34,9 +34,9 @@ def test_nan_loss_stops_at_that_step_and_names_the_last_good_checkpoint(tiny_mod
     (A learning rate of 1e3, or even 1e15, does not make this model's loss NaN: Adam's steps are bounded and the
     RMS norms rescale, so the test injects the NaN, as a broken fp16 kernel or a bad record would.)
     """
-    import transformers
+    from utils.training import CornucopiaTrainer  # the Trainer finetune.py builds (its own compute_loss)
 
-    original, injected = transformers.Trainer.compute_loss, {}
+    original, injected = CornucopiaTrainer.compute_loss, {}
 
     def compute_loss(self, model, inputs, *args, **kwargs):
         loss = original(self, model, inputs, *args, **kwargs)
@@ -45,7 +45,7 @@ def test_nan_loss_stops_at_that_step_and_names_the_last_good_checkpoint(tiny_mod
             loss = loss * float("nan")
         return loss
 
-    monkeypatch.setattr(transformers.Trainer, "compute_loss", compute_loss)
+    monkeypatch.setattr(CornucopiaTrainer, "compute_loss", compute_loss)
     out = tmp_path / "o"
     with pytest.raises(safeguards.TrainingFault) as caught:
         finetune.train(base_model=tiny_model, data_path=train_file, output_dir=str(out), max_steps=20,
