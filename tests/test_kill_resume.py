@@ -49,7 +49,7 @@ def recorded_run(smollm2, data, out, log, extra=()):
     args = ["--base_model", smollm2, "--data_path", data, "--output_dir", out, "--load_8bit", "False",
             "--micro_batch_size", "1", "--batch_size", "1", "--cutoff_len", "64", "--prompt_template_name", "ori_template", "--max_steps", str(MAX_STEPS),
             "--save_steps", str(SAVE_STEPS), "--logging_steps", "1", "--warmup_steps", "0",
-            "--learning_rate", "1e-3", "--seed", "7", *extra]
+            "--learning_rate", "1e-3", "--seed", "7", "--bf16", "False", *extra]
     return [sys.executable, "-c", RECORDER, str(ROOT), str(log), *map(str, args)]
 
 
