@@ -26,6 +26,7 @@ def main(
     load_8bit=False,
     load_4bit=False,
     trust_remote_code=False,
+    bf16=None,
     prompt_template: str = "",
     max_new_tokens: int = settings.MAX_NEW_TOKENS,
     do_sample=False,
@@ -46,6 +47,8 @@ def main(
     --do_sample, --temperature, --top_p, --top_k: defaults for requests that do not set them (greedy unless
     --do_sample True). --max_batch_size rows generate together; a request waits --batch_window_ms for
     company; --queue_size requests may wait, more are answered 503. --context_len 0: the model's own.
+    --bf16: unset = bf16 where the hardware has it natively (utils/hardware.py); False = full precision,
+    where batched greedy answers equal solo ones exactly (bf16 rounding can flip a near-tie token).
     --web_page False: no chat page at / (the page logs in with --api_key as its password when one is set).
     """
     import uvicorn
@@ -60,7 +63,8 @@ def main(
             base_model, lora_weights, load_8bit=parse_bool(load_8bit, "load_8bit"),
             load_4bit=parse_bool(load_4bit, "load_4bit"), trust_remote_code=parse_bool(trust_remote_code,
                                                                                     "trust_remote_code"),
-            prompt_template=prompt_template, context_len=context_len, max_batch_size=max_batch_size,
+            bf16=None if bf16 is None else parse_bool(bf16, "bf16"), prompt_template=prompt_template,
+            context_len=context_len, max_batch_size=max_batch_size,
             batch_window_ms=batch_window_ms, queue_size=queue_size, max_new_tokens=max_new_tokens,
             do_sample=parse_bool(do_sample, "do_sample"), temperature=temperature, top_p=top_p, top_k=top_k,
             repetition_penalty=repetition_penalty)

@@ -5,6 +5,7 @@
 #   LORA_WEIGHTS    adapters: PATH,PATH or NAME=PATH,NAME=PATH; empty = the base alone
 #   HOST (127.0.0.1)  PORT (8000)  API_KEY (none: no key needed)
 #   LOAD_8BIT (False)  LOAD_4BIT (False)  MAX_NEW_TOKENS (256: for requests without max_tokens)
+#   BF16 (unset: bf16 where the hardware has it natively; False: full precision, batch-invariant greedy answers)
 #   MAX_BATCH_SIZE (16)  BATCH_WINDOW_MS (10)  QUEUE_SIZE (64: more waiting requests get 503)
 #   TEMPLATE        the base's prompt template; empty = its own chat template (adapters use their training one)
 #   WEB_PAGE (True: the chat page at /)
@@ -22,6 +23,7 @@ add_flag --port PORT
 add_flag --api_key API_KEY
 add_flag --load_8bit LOAD_8BIT
 add_flag --load_4bit LOAD_4BIT
+add_flag --bf16 BF16
 add_flag --max_new_tokens MAX_NEW_TOKENS
 add_flag --max_batch_size MAX_BATCH_SIZE
 add_flag --batch_window_ms BATCH_WINDOW_MS

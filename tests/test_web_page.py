@@ -55,7 +55,7 @@ def server(smollm2, tmp_path_factory):
     del model
     port = free_port()
     log = open(folder / "server.log", "w+")
-    proc = subprocess.Popen([sys.executable, "serve.py", "--base_model", smollm2, "--lora_weights", f"fin={adapter}",
+    proc = subprocess.Popen([sys.executable, "serve.py", "--bf16", "False", "--base_model", smollm2, "--lora_weights", f"fin={adapter}",
                              "--port", str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180

@@ -43,6 +43,16 @@ def compute_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.float32
 
 
+def inference_dtype(bf16, device: torch.device) -> torch.dtype:
+    """`--bf16` at inference: None = the hardware rule above, True = bfloat16, False = no bf16 (float32 on
+    CPUs, float16 on GPUs). Greedy answers are batch-invariant only without bf16's rounding."""
+    if bf16 is None:
+        return compute_dtype(device)
+    if bf16:
+        return torch.bfloat16
+    return torch.float16 if device.type == "cuda" else torch.float32
+
+
 def resolve_model_path(base_model: str, needs=("config.json",)) -> str:
     """A local folder if one exists (also under base_models/), else the string as a hub id.
 

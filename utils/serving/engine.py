@@ -20,7 +20,7 @@ from utils import settings
 from utils.adapters import load_adapter, trained_template
 from utils.errors import CornucopiaError
 from utils.generation import DecodeBatch, DecodeRow
-from utils.loading import load_base_model, load_tokenizer
+from utils.loading import inference_dtype, load_base_model, load_tokenizer, pick_device
 from utils.prompter import CHAT_TEMPLATE, Prompter
 
 logger = logging.getLogger(__name__)
@@ -156,11 +156,12 @@ class GenerationEngine:
 
     @classmethod
     def load(cls, base_model: str, lora_weights="", load_8bit: bool = False, load_4bit: bool = False,
-             trust_remote_code: bool = False, **options) -> "GenerationEngine":
+             trust_remote_code: bool = False, bf16=None, **options) -> "GenerationEngine":
         """Load the base once (the project's one loader) and every adapter into it under its name."""
         adapters = parse_adapters(lora_weights)
         tokenizer = load_tokenizer(base_model, padding_side="left", trust_remote_code=trust_remote_code)
         model = load_base_model(base_model, load_8bit=load_8bit, load_4bit=load_4bit,
+                                dtype=inference_dtype(bf16, pick_device()),
                                 trust_remote_code=trust_remote_code)
         base_id = Path(base_model.rstrip("/")).name
         if base_id in adapters:
