@@ -27,7 +27,7 @@ def main(
     split: str = "auto",
     k_shot: int = 0,
     method: str = "logits",
-    batch_size: int = settings.INFER_BATCH_SIZE,
+    batch_size: int = settings.EXAM_BATCH_SIZE,
     load_8bit=False,
     load_4bit=False,
     trust_remote_code=False,
