@@ -79,6 +79,12 @@ class ChatPage:
             settings.locator("button").first.click()
         number.fill(str(value))
         number.press("Enter")
+        number.blur()
+        # The slider commits the number box's value asynchronously; a question sent before that would be
+        # answered with the old setting, so wait until the slider itself shows the new value.
+        self.page.wait_for_function(
+            "([sel, want]) => { const r = document.querySelector(sel); return r && r.value === want; }",
+            arg=[f"#{prefix}-max-tokens input[type=range]", str(value)], timeout=10_000)
 
     def _send(self, prefix: str, question: str) -> None:
         self.page.locator(f"#{prefix}-input textarea").fill(question)

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import socket
-import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest
@@ -15,6 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from conftest import RECORDS, ROOT, run_script, write_json
+from servers import free_port, running_process
 from test_gguf import small_llama  # noqa: F401  (the fixture: a 2-layer random Llama the converter knows)
 from utils.gguf_export import LLAMA_CPP_RUNTIME
 
@@ -33,12 +31,6 @@ pytestmark = pytest.mark.skipif(bool(llama_cpp_server_missing()), reason=f"{llam
                                 f"`bash scripts/setup_llama_cpp.sh --runtime` builds {LLAMA_CPP_RUNTIME} (several minutes)")
 PROMPT = "什么是债券？"
 MAX_TOKENS = 8
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -60,24 +52,11 @@ def merged_gguf(small_llama, tmp_path_factory):  # noqa: F811
 def llama_server(merged_gguf):
     _, gguf = merged_gguf
     port = free_port()
-    log = open(gguf.parent.parent / "llama_server.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-                             "--port", str(port), "--n_ctx", "512", "--model_alias", "cornucopia-merged"],
-                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/v1/models", timeout=2)
-            break
-        except OSError:
-            log.seek(0)
-            assert proc.poll() is None and time.monotonic() < deadline, f"llama_cpp.server did not start:\n{log.read()[-3000:]}"
-            time.sleep(0.5)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    with running_process([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
+                          "--port", str(port), "--n_ctx", "512", "--model_alias", "cornucopia-merged"],
+                         f"{url}/v1/models", gguf.parent.parent / "llama_server.log", cwd=ROOT):
+        yield url
 
 
 def test_llama_cpp_server_answers_as_the_merged_model(merged_gguf, llama_server):

@@ -7,31 +7,23 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import socket
 import threading
 import time
 
 import httpx
 import openai
 import pytest
-import torch
 import uvicorn
 
-from utils.adapters import attach_lora, write_run_info
 from utils.generation import TextStream
-from utils.loading import load_base_model, load_tokenizer
+from utils.loading import load_tokenizer
 from utils.serving.api import create_app
 from utils.serving.engine import GenerationEngine
+from servers import free_port, save_random_adapter
 
 QUESTIONS = ["什么是股票？", "What is a bond?", "LPR是什么意思？", "信用卡最低还款有利息吗？",
              "Explain inflation in one sentence.", "什么是基金定投？", "A股可以当天买卖吗？", "Name a safe investment."]
 TOKENS = 8
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -61,16 +53,7 @@ class Server:
 @pytest.fixture(scope="module")
 def adapter(smollm2, tmp_path_factory) -> str:
     """A LoRA adapter saved the project's way, with lora_B made non-zero so that it changes the answers."""
-    folder = tmp_path_factory.mktemp("adapter") / "fin"
-    model = attach_lora(load_base_model(smollm2), lora_r=8)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.02)
-    model.save_pretrained(folder)
-    write_run_info(folder, base_model=smollm2, prompt_template="fin_qa", cutoff_len=256)
-    return str(folder)
+    return save_random_adapter(smollm2, tmp_path_factory.mktemp("adapter") / "fin", seed=0)
 
 
 @pytest.fixture(scope="module")

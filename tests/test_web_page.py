@@ -4,16 +4,13 @@ tab streams two models' answers next to each other."""
 from __future__ import annotations
 
 import re
-import socket
 import struct
-import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 
 from conftest import ROOT
+from servers import free_port, running_process, save_random_adapter
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from chat_page import ChatPage, find_chromium  # noqa: E402
@@ -24,12 +21,6 @@ MAX_TOKENS = 24
 QUESTION = "什么是债券？"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(smollm2, tmp_path_factory):
     """serve.py with the embedded base and an adapter named `fin`, on a free port; yields its URL.
@@ -37,40 +28,14 @@ def server(smollm2, tmp_path_factory):
     The adapter is saved the project's way (PEFT + cornucopia.json, fin_qa template) with random LoRA B
     matrices instead of training: only its answers differing from the base's matter here.
     """
-    import torch
-
-    from utils.adapters import attach_lora, write_run_info
-    from utils.loading import load_base_model
-
     folder = tmp_path_factory.mktemp("web")
-    adapter = folder / "fin"
-    model = attach_lora(load_base_model(smollm2), lora_r=8)
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.02)
-    model.save_pretrained(adapter)
-    write_run_info(adapter, base_model=smollm2, prompt_template="fin_qa", cutoff_len=256)
-    del model
+    adapter = save_random_adapter(smollm2, folder / "fin", seed=1)
     port = free_port()
-    log = open(folder / "server.log", "w+")
-    proc = subprocess.Popen([sys.executable, "serve.py", "--bf16", "False", "--base_model", smollm2, "--lora_weights", f"fin={adapter}",
-                             "--port", str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=2)
-            break
-        except OSError:
-            log.seek(0)
-            assert proc.poll() is None and time.monotonic() < deadline, f"serve.py did not start:\n{log.read()[-3000:]}"
-            time.sleep(0.5)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    with running_process([sys.executable, "serve.py", "--bf16", "False", "--base_model", smollm2,
+                          "--lora_weights", f"fin={adapter}", "--port", str(port)],
+                         f"{url}/health", folder / "server.log", cwd=ROOT, timeout_s=180):
+        yield url
 
 
 def client(url: str):
@@ -88,8 +53,8 @@ def greedy(url: str, model: str, question: str) -> str:
 
 def shown(text: str) -> str:
     """Text as the page shows it: the chat box renders Markdown (a leading "-" becomes a bullet, `*x*` italics,
-    "\\" escapes vanish), so compare without Markdown's marks and spacing."""
-    return re.sub(r"[\s*_#>`+\-\\]", "", text)
+    "\\" escapes vanish, a leading "1." becomes a numbered list), so compare without Markdown's marks and spacing."""
+    return re.sub(r"[\s*_#>`+\-\\]", "", re.sub(r"(?m)^\s*\d+[.)]\s*", "", text))
 
 
 def png_size(path) -> tuple[int, int]:
