@@ -72,19 +72,30 @@ class ChatPage:
         time.sleep(0.3)
         self.page.wait_for_function(f"() => !({BUSY})()", timeout=timeout * 1000)
 
-    def set_max_tokens(self, prefix: str, value: int) -> None:
+    def set_max_tokens(self, prefix: str, value: int, attempts: int = 5) -> None:
         settings = self.page.locator(f"#{prefix}-settings")
         number = self.page.locator(f"#{prefix}-max-tokens input[type=number]")
+        slider = f"#{prefix}-max-tokens input[type=range]"
         if not number.is_visible():
             settings.locator("button").first.click()
-        number.fill(str(value))
-        number.press("Enter")
-        number.blur()
-        # The slider commits the number box's value asynchronously; a question sent before that would be
-        # answered with the old setting, so wait until the slider itself shows the new value.
-        self.page.wait_for_function(
-            "([sel, want]) => { const r = document.querySelector(sel); return r && r.value === want; }",
-            arg=[f"#{prefix}-max-tokens input[type=range]", str(value)], timeout=10_000)
+        # The slider commits the number box's value asynchronously, and a value typed while the settings panel
+        # is still opening can be dropped; a question sent before the slider shows it would be answered with
+        # the old setting. So type it again until the slider itself shows the new value.
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        for _ in range(attempts):
+            number.fill(str(value))
+            number.press("Enter")
+            number.blur()
+            try:
+                self.page.wait_for_function("([sel, want]) => document.querySelector(sel)?.value === want",
+                                            arg=[slider, str(value)], timeout=3_000)
+                return
+            except PlaywrightTimeout:
+                pass  # type it again
+        shows = self.page.evaluate("(sel) => document.querySelector(sel)?.value", slider)
+        raise TimeoutError(f"the {prefix} max-tokens slider shows {shows!r}, not {value}, after {attempts} tries "
+                           f"(number box: {number.input_value()!r})")
 
     def _send(self, prefix: str, question: str) -> None:
         self.page.locator(f"#{prefix}-input textarea").fill(question)
