@@ -80,16 +80,17 @@ class ChatPage:
             settings.locator("button").first.click()
         # The slider commits the number box's value asynchronously, and a value typed while the settings panel
         # is still opening can be dropped; a question sent before the slider shows it would be answered with
-        # the old setting. So type it again until the slider itself shows the new value.
+        # the old setting. So type it again, waiting longer each time (45 s in all, for a slow machine), until the
+        # slider itself shows the new value.
         from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-        for _ in range(attempts):
+        for attempt in range(1, attempts + 1):
             number.fill(str(value))
             number.press("Enter")
             number.blur()
             try:
                 self.page.wait_for_function("([sel, want]) => document.querySelector(sel)?.value === want",
-                                            arg=[slider, str(value)], timeout=3_000)
+                                            arg=[slider, str(value)], timeout=3_000 * attempt)
                 return
             except PlaywrightTimeout:
                 pass  # type it again
