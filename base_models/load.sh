@@ -7,8 +7,5 @@
 # Hub downloads need network access to the model hub; without it the script stops at once and says
 # where to place the files by hand.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
-[ -x "$PYTHON" ] || PYTHON=python3
-cd "$ROOT"
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 exec "$PYTHON" -m utils.base_models "$@"

@@ -11,10 +11,7 @@
 #   SKIP_TRAIN (empty; 1 = reuse the adapters in OUT)  ONLY (empty; qa, mixed or train = train that one or both, then stop)
 # On a 2-core CPU keep each step under the shared lock: flock /work/locks/cpu benchmarks/ie_mixed_training.sh
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
-[ -x "$PYTHON" ] || PYTHON=python3
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 export WANDB_MODE="${WANDB_MODE:-disabled}"
 STEPS="${STEPS:-60}" BATCH="${BATCH:-16}" MICRO="${MICRO:-8}" LR="${LR:-5e-4}" CUTOFF="${CUTOFF:-768}"
 SEED="${SEED:-42}" OUT="${OUT:-outputs/ie-bench}"

@@ -5,10 +5,7 @@
 #   held-out test set: instruction_data/ie/ie_test.json (all three tasks; each record carries `task`)
 # Environment: SEED (42; the test set uses SEED+1), PYTHON. A missing source file is an error.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
-[ -x "$PYTHON" ] || PYTHON=python3
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 SRC=instruction_data/ie/source
 OUT=instruction_data/ie
 SEED="${SEED:-42}"

@@ -10,11 +10,7 @@
 #   LOAD_8BIT (False)  MAX_NEW_TOKENS (128)  BATCH_SIZE (4)  LIMIT (0 = all cases; N = the first N)
 #   TEMPLATE         prompt template for all models; empty = each adapter's own
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
-[ -x "$PYTHON" ] || PYTHON=python3
-source scripts/flags.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 LORA="${LORA_WEIGHTS-outputs/lora-fin}"
 LORA_WEIGHTS="${LORA// /,}"
 

@@ -12,11 +12,7 @@
 #                     torchrun --nproc_per_node 2 (DDP; NCCL on GPUs, gloo on CPU).
 #   CUDA_VISIBLE_DEVICES  which GPUs to use, as usual.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
-[ -x "$PYTHON" ] || PYTHON=python3
-source scripts/flags.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 add_flag --base_model BASE_MODEL
 add_flag --data_path DATA_PATH

@@ -8,11 +8,7 @@
 #   LOAD_8BIT (False)  MAX_NEW_TOKENS (256)  BATCH_SIZE (4)  LIMIT (0 = all cases; N = the first N)
 #   TEMPLATE         prompt template; empty = the one the adapter was trained with
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
-[ -x "$PYTHON" ] || PYTHON=python3
-source scripts/flags.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 # The script answers the test set with the adapter finetune.sh wrote, unless told otherwise.
 LORA_WEIGHTS="${LORA_WEIGHTS-outputs/lora-fin}" INFER_DATA_PATH="${INFER_DATA_PATH-instruction_data/infer.json}"
 

@@ -14,11 +14,7 @@
 #   STAGE=2 BASE_MODEL=outputs/pt-stage1/merged OUTPUT_DIR=outputs/pt-stage2 bash scripts/pretrain.sh
 #   BASE_MODEL=outputs/pt-stage2/merged bash scripts/finetune.sh
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
-[ -x "$PYTHON" ] || PYTHON=python3
-source scripts/flags.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 add_flag --base_model BASE_MODEL
 add_flag --data_path DATA_PATH

@@ -8,10 +8,7 @@
 #   QUESTION      (什么是债券？)    MAX_TOKENS (96)    PORT (8765)    OUT (docs/chat_page.png)
 # Needs Chromium (Debian: apt-get install chromium fonts-noto-cjk) and Playwright (requirements-dev.txt).
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
-[ -x "$PYTHON" ] || PYTHON=python3
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 BASE_MODEL="${BASE_MODEL:-base_models/SmolLM2-135M-Instruct}"
 if [ -z "${LORA_WEIGHTS+x}" ] && [ -f outputs/lora-fin/adapter_config.json ]; then LORA_WEIGHTS=outputs/lora-fin; fi
 LORA_WEIGHTS="${LORA_WEIGHTS:-}"

@@ -10,11 +10,7 @@
 #   TEMPLATE        the base's prompt template; empty = its own chat template (adapters use their training one)
 #   WEB_PAGE (True: the chat page at /)
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
-[ -x "$PYTHON" ] || PYTHON=python3
-source scripts/flags.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 add_flag --base_model BASE_MODEL
 add_flag --lora_weights LORA_WEIGHTS

@@ -8,10 +8,7 @@
 #                                               with llama.cpp's OpenAI-compatible server (python -m llama_cpp.server)
 # merge_lora.py --gguf fetches the converter by itself when it is missing; this script is for doing it ahead.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
-[ -x "$PYTHON" ] || PYTHON=python3
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 "$PYTHON" -c "from utils.gguf_export import ensure_converter; print(ensure_converter())"
 if [ "${1:-}" = "--runtime" ]; then
   spec="$("$PYTHON" -c "from utils.gguf_export import LLAMA_CPP_RUNTIME; print(LLAMA_CPP_RUNTIME)")"

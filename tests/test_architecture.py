@@ -151,7 +151,22 @@ def test_shell_scripts_restate_no_default():
 def test_add_flag_passes_only_what_is_set():
     import subprocess
 
-    done = subprocess.run(["bash", "-c", "source scripts/flags.sh; SET=1; EMPTY=; add_flag --a SET; "
+    done = subprocess.run(["bash", "-c", "source scripts/common.sh; SET=1; EMPTY=; add_flag --a SET; "
                            "add_flag --b UNSET; add_flag --c EMPTY; printf '%s|' \"${args[@]}\""],
                           cwd=ROOT, capture_output=True, text=True)
     assert done.stdout == "--a|1|--c||"
+
+
+def test_scripts_start_in_the_repository_with_its_interpreter(tmp_path):
+    """scripts/common.sh, sourced from anywhere, makes the repository the working directory and picks .venv's
+    python (python3 where there is none); a PYTHON the caller set wins."""
+    import subprocess
+
+    common = ROOT / "scripts" / "common.sh"
+    show = f"source {common}; printf '%s|%s' \"$PWD\" \"$PYTHON\""
+    venv = ROOT / ".venv" / "bin" / "python"
+    done = subprocess.run(["bash", "-c", show], cwd=tmp_path, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert done.stdout == f"{ROOT}|{venv if venv.exists() else 'python3'}"
+    done = subprocess.run(["bash", "-c", show], cwd=tmp_path, capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "PYTHON": "/bin/sh"})
+    assert done.stdout == f"{ROOT}|/bin/sh"
