@@ -4,7 +4,7 @@ import json
 import pytest
 from transformers import AutoTokenizer
 
-from conftest import run_script
+from conftest import run_script, write_json
 from utils.data import tokenize_record
 from utils.data.check import char_ngrams, check_file, jaccard
 from utils.errors import UsageError
@@ -143,3 +143,22 @@ def test_training_ignores_as_of(tiny_model):
     with_field, without = build_dataset(dated, prompter, tokenizer, 256), build_dataset(plain, prompter, tokenizer, 256)
     assert with_field.column_names == without.column_names == ["input_ids", "attention_mask", "labels"]
     assert with_field.to_list() == without.to_list()
+
+
+def test_an_answer_naming_a_year_after_its_as_of_is_a_warning(tmp_path):
+    from datetime import date
+
+    from utils.data.check import later_year_problems
+    from utils.data.records import check_rows
+
+    records = [{**GOOD, "output": "2025年9月1日起上限降为2.0%。", "as_of": "2024-10-01"},          # newer rule: warn
+               {**GOOD, "instruction": "以后呢？", "output": "从2030年起逐步提高到20年。", "as_of": "2025-01-01"},  # ahead
+               {**GOOD, "instruction": "奖金呢？", "output": "延续至2026年12月31日。", "as_of": "2024-01-01"},   # end date
+               {**GOOD, "instruction": "存款呢？", "output": "2024年起施行。", "as_of": "2024-06-01"}]           # same year
+    path = write_json(tmp_path / "dated.json", records)
+    rows, _ = check_rows(path, True)
+    problems = later_year_problems(path, rows, today=date(2026, 12, 8))
+    assert [(p.number, p.fatal) for p in problems] == [(1, False)]
+    assert "names 2025年, after its as_of 2024-10-01" in str(problems[0])
+    report = check_file(path)  # a warning in the report, never an error
+    assert not report.unusable and any("after its as_of" in str(p) for p in report.problems)

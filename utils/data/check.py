@@ -153,6 +153,30 @@ def as_of_problems(path, rows: list[Row], reference: date | None = None,
     return problems, dated
 
 
+# A year the answer names ("2025年"); one after 至/到 is an end date ("延续至2027年"), which may lie ahead.
+NAMED_YEAR = re.compile(r"(?<![至到\d])((?:19|20)\d\d)年")
+
+
+def later_year_problems(path, rows: list[Row], today: date | None = None) -> list[Problem]:
+    """Answers that name a year after their own as_of: the answer states something newer than its date says.
+
+    Years after this one are left out: those are dates a rule looks ahead to (a phase-in until 2030), not news.
+    """
+    this_year = (today or date.today()).year
+    problems = []
+    for row in rows:
+        value, answer = row.raw.get("as_of"), row.raw.get("output")
+        if not isinstance(value, str) or not ISO_DATE.fullmatch(value.strip()) or not isinstance(answer, str):
+            continue
+        year = int(value.strip()[:4])
+        later = sorted({int(y) for y in NAMED_YEAR.findall(answer) if year < int(y) <= this_year})
+        if later:
+            problems.append(Problem(str(path), row.number, row.line,
+                                    f"the answer names {', '.join(f'{y}年' for y in later)}, after its as_of {value}: "
+                                    f"update as_of to the date of the newest rule it states", fatal=False))
+    return problems
+
+
 def percentiles(values: list[int], points=(50, 90, 99, 100)) -> dict[int, int]:
     ordered = sorted(values)
     return {p: ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] for p in points} if ordered else {}
@@ -214,7 +238,7 @@ def check_file(path, tokenizer=None, prompter=None, cutoff_len: int = CUTOFF_LEN
     rows, problems = check_rows(path, require_output)
     problems += duplicate_problems(path, rows, threshold)
     dating, dated = as_of_problems(path, rows, reference, max_age_days)
-    problems += dating
+    problems += dating + later_year_problems(path, rows)
     lengths = []
     if tokenizer is not None:
         more, lengths = length_problems(path, rows, prompter, tokenizer, cutoff_len)
