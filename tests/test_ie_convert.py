@@ -314,3 +314,20 @@ def test_the_checker_does_not_call_the_groups_of_one_sentence_duplicates(tmp_pat
     # 4 records: each sentence asked in two groups (not duplicates of each other); the second sentence nearly
     # repeats the first, which both of its records report
     assert [(p.number, "near duplicate of record 1" in p.message) for p in problems] == [(3, True), (4, True)]
+
+
+def test_empty_share_caps_the_records_with_an_empty_answer():
+    # 2 relation types asked one per record (group_size 1): each sentence has one, so half the records are empty.
+    schema = Schema("re", ["控股", "担保"])
+    samples = [Sample(f"甲{k}控股乙{k}", [(f"甲{k}", "控股", f"乙{k}")], k) for k in range(12)]
+    everything = records_from_samples("re", samples, schema, seed=1, group_size=1)
+    assert sum(r["output"] == "[]" for r in everything) == 12
+    capped = records_from_samples("re", samples, schema, seed=1, group_size=1, empty_share=0.25)
+    # 12 filled records; at most 0.25 of all: 4 empty (4 / 16), drawn with the seed, the rest kept in order
+    assert sum(r["output"] == "[]" for r in capped) == 4 and len(capped) == 16
+    assert [r for r in capped if r["output"] != "[]"] == [r for r in everything if r["output"] != "[]"]
+    assert capped == records_from_samples("re", samples, schema, seed=1, group_size=1, empty_share=0.25)
+    assert sum(r["output"] == "[]" for r in records_from_samples("re", samples, schema, seed=1, group_size=1,
+                                                                  empty_share=0.0)) == 0
+    with pytest.raises(IEError, match="--empty_share"):
+        records_from_samples("re", samples, schema, empty_share=1.0)

@@ -182,6 +182,7 @@ CONVERTED = {  # file written by scripts/build_ie_data.sh -> (format, source ste
     "ee_duee": ("duee", "ee_duee_{}.jsonl", "ee_duee_schema.json"),
 }
 SEED = 42  # build_ie_data.sh's default; the test set uses SEED + 1
+EMPTY_SHARE = 0.25  # build_ie_data.sh's default cap on empty answers in the training files
 
 
 def load(path):
@@ -193,7 +194,7 @@ def regenerate(name, split, seed):
 
     fmt, pattern, schema = CONVERTED[name]
     task, samples, schema = read_samples(fmt, SRC / pattern.format(split), SRC / schema)
-    return records_from_samples(task, samples, schema, seed)
+    return records_from_samples(task, samples, schema, seed, empty_share=EMPTY_SHARE if split == "train" else None)
 
 
 def test_shipped_records_are_what_the_converters_make_of_the_sources():

@@ -45,7 +45,23 @@ def test_ner_micro_f1_with_duplicates_empty_and_invalid_answers():
     ner = score_ie(rows)["ner"]
     # correct 2, predicted 3, gold 4: P = 2/3, R = 1/2, F1 = 2PR/(P+R) = 4/7
     assert ner == {"cases": 4, "invalid": 1, "precision": 66.67, "recall": 50.0, "f1": 57.14,
-                   "correct": 2, "predicted": 3, "gold": 4}
+                   "correct": 2, "predicted": 3, "gold": 4,
+                   # 3 gold with items (the invalid answer is not an empty one), 1 gold empty and answered empty
+                   "gold_filled": 3, "empty_on_filled": 0, "gold_empty": 1, "filled_on_empty": 0}
+
+
+def test_empty_answers_where_the_gold_has_items_and_the_reverse_are_counted_apart():
+    rows = [row("re", [{"subject": "甲", "relation": "控股", "object": "乙"}], "[]"),   # missed everything
+            row("re", [{"subject": "甲", "relation": "控股", "object": "乙"}], "无"),    # invalid: not "empty"
+            row("re", [], '[{"subject": "甲", "relation": "控股", "object": "乙"}]'),   # items where none are
+            row("re", [], "[]"),
+            row("ner", {"公司": ["甲"]}, {"公司": []}),                                    # NER: all lists empty
+            row("ner", {"公司": []}, {"公司": ["甲"]})]
+    scores = score_ie(rows)
+    assert {k: scores["re"][k] for k in ("gold_filled", "empty_on_filled", "gold_empty", "filled_on_empty")} == \
+        {"gold_filled": 2, "empty_on_filled": 1, "gold_empty": 2, "filled_on_empty": 1}
+    assert {k: scores["ner"][k] for k in ("gold_filled", "empty_on_filled", "gold_empty", "filled_on_empty")} == \
+        {"gold_filled": 1, "empty_on_filled": 1, "gold_empty": 1, "filled_on_empty": 1}
 
 
 def test_re_strict_triples():
@@ -61,7 +77,8 @@ def test_re_strict_triples():
     ]
     # correct 2, predicted 4, gold 4
     assert score_ie(rows)["re"] == {"cases": 5, "invalid": 1, "precision": 50.0, "recall": 50.0, "f1": 50.0,
-                                    "correct": 2, "predicted": 4, "gold": 4}
+                                    "correct": 2, "predicted": 4, "gold": 4, "gold_filled": 3,
+                                    "empty_on_filled": 0, "gold_empty": 2, "filled_on_empty": 0}
 
 
 def test_ee_event_and_argument_f1_with_a_repeated_role():
@@ -85,7 +102,9 @@ def test_ee_event_and_argument_f1_with_a_repeated_role():
 
 def test_nothing_predicted_and_nothing_gold_scores_zero_not_an_error():
     assert score_ie([row("re", [], "无")])["re"] == {"cases": 1, "invalid": 1, "precision": 0.0, "recall": 0.0,
-                                                     "f1": 0.0, "correct": 0, "predicted": 0, "gold": 0}
+                                                     "f1": 0.0, "correct": 0, "predicted": 0, "gold": 0,
+                                                     "gold_filled": 0, "empty_on_filled": 0, "gold_empty": 1,
+                                                     "filled_on_empty": 0}
     assert score_ie([{"output": "答案", "model_output": "答"}]) == {}
 
 
@@ -113,4 +132,6 @@ def test_score_command_reads_an_answers_file(tmp_path):
     done = run_script("-m", "utils.ie", "score", answers)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout)["ner"] == {"cases": 1, "invalid": 0, "precision": 50.0, "recall": 100.0,
-                                              "f1": 66.67, "correct": 1, "predicted": 2, "gold": 1}
+                                              "f1": 66.67, "correct": 1, "predicted": 2, "gold": 1,
+                                              "gold_filled": 1, "empty_on_filled": 0, "gold_empty": 0,
+                                              "filled_on_empty": 0}

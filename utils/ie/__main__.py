@@ -12,12 +12,14 @@ from utils.ie.metrics import score_ie
 
 
 def convert(input: str, output: str = "", format: str = "", schema: str = "", limit: int = 0, seed: int = 42,
-            group_size: int = GROUP_SIZE):
+            group_size: int = GROUP_SIZE, empty_share: float = None):
     """Convert INPUT, a corpus in its own format (--format bio, boson, duie, finre or duee), to instruction records.
 
     --schema: entity types (one per line, `LABEL 名称` to rename), DuIE's schema JSON Lines, FinRE's
     relation2id.txt or DuEE's event schema JSON Lines; without it the types are those found in INPUT.
-    --limit N keeps N samples drawn with --seed; --group_size caps the types asked in one instruction.
+    --limit N keeps N samples drawn with --seed; --group_size caps the types asked in one instruction;
+    --empty_share S keeps at most the share S of records whose answer is empty (for training data; a test set
+    keeps them all).
     """
     from utils.errors import UsageError
 
@@ -25,7 +27,8 @@ def convert(input: str, output: str = "", format: str = "", schema: str = "", li
         raise UsageError("--format is required: bio, boson, duie, finre or duee")
     if not output:
         raise UsageError("--output OUT.json is required")
-    summary = convert_file(format, input, output, schema or None, int(limit), int(seed), int(group_size))
+    summary = convert_file(format, input, output, schema or None, int(limit), int(seed), int(group_size),
+                           None if empty_share is None else float(empty_share))
     print(json.dumps(summary, ensure_ascii=False))
 
 

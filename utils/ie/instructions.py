@@ -18,6 +18,7 @@ import random
 
 from utils.files import atomic_write_json
 from utils.ie.errors import IEError
+from utils.ie.metrics import parse_answer
 from utils.ie.sources import READERS, Sample, Schema
 
 logger = logging.getLogger(__name__)
@@ -83,22 +84,49 @@ def describe(schema: Schema, group: list[str]) -> str:
     return "；".join(t + schema.details.get(t, "") for t in group) if schema.details else "、".join(group)
 
 
+def is_empty_answer(task: str, value) -> bool:
+    """Nothing to extract: RE/EE `[]`, NER every asked type with an empty list."""
+    return not any(value.values()) if task == "ner" else not value
+
+
 def records_from_samples(task: str, samples: list[Sample], schema: Schema, seed: int = 42,
-                         group_size: int = GROUP_SIZE) -> list[dict]:
-    """One record per (sample, group of at most `group_size` types); the phrasing is drawn with `seed`."""
+                         group_size: int = GROUP_SIZE, empty_share: float | None = None) -> list[dict]:
+    """One record per (sample, group of at most `group_size` types); the phrasing is drawn with `seed`.
+
+    `empty_share` caps the share of records whose answer is empty (a group asking for types the sentence lacks):
+    the excess is dropped, drawn with `seed` (IEPile samples its negatives the same way). A small model trained on
+    all of them learns that `[]` is usually right; None keeps every record (a test set must).
+    """
     if group_size < 1:
         raise IEError(f"--group_size must be at least 1, got {group_size}")
+    if empty_share is not None and not 0 <= empty_share < 1:
+        raise IEError(f"--empty_share must be at least 0 and below 1, got {empty_share}")
     if not schema.types:
         raise IEError("no type to ask for: the data has no entity, relation or event and no --schema was given")
     rng = random.Random(seed)
     phrasings = PHRASINGS[task]
-    records = []
+    records, empty = [], []
     for sample in samples:
         for group in groups(schema.types, group_size):
             instruction = rng.choice(phrasings).format(types=describe(schema, group))
-            records.append({"instruction": instruction, "input": sample.text,
-                            "output": answer_json(ANSWERS[task](sample, group)), "task": task})
+            answer = ANSWERS[task](sample, group)
+            if is_empty_answer(task, answer):
+                empty.append(len(records))
+            records.append({"instruction": instruction, "input": sample.text, "output": answer_json(answer),
+                            "task": task})
+    if empty_share is not None:
+        # keep k empty records so that k / (filled + k) <= empty_share
+        filled = len(records) - len(empty)
+        keep = min(len(empty), int(empty_share * filled / (1 - empty_share)))
+        dropped = set(empty) - set(random.Random(seed).sample(empty, keep))
+        records = [r for k, r in enumerate(records) if k not in dropped]
     return records
+
+
+def empty_answer_share(records: list[dict]) -> float:
+    """The share (0-1) of records whose answer is empty."""
+    empty = sum(is_empty_answer(r["task"], parse_answer(r["output"], r["task"])) for r in records)
+    return empty / len(records) if records else 0.0
 
 
 def read_samples(fmt: str, path, schema_path=None) -> tuple[str, list[Sample], Schema]:
@@ -110,10 +138,11 @@ def read_samples(fmt: str, path, schema_path=None) -> tuple[str, list[Sample], S
 
 
 def convert_file(fmt: str, path, output, schema_path=None, limit: int = 0, seed: int = 42,
-                 group_size: int = GROUP_SIZE) -> dict:
+                 group_size: int = GROUP_SIZE, empty_share: float | None = None) -> dict:
     """Read PATH in FORMAT, write the instruction records to OUTPUT (a JSON list, atomically); returns a summary.
 
-    --limit N keeps N samples drawn with the seed (in file order); 0 keeps all.
+    --limit N keeps N samples drawn with the seed (in file order); 0 keeps all. --empty_share caps the share of
+    records with an empty answer (records_from_samples).
     """
     task, samples, schema = read_samples(fmt, path, schema_path)
     if not schema.types:
@@ -125,12 +154,13 @@ def convert_file(fmt: str, path, output, schema_path=None, limit: int = 0, seed:
     if limit and limit < total:
         keep = sorted(random.Random(seed).sample(range(total), limit))
         samples = [samples[k] for k in keep]
-    records = records_from_samples(task, samples, schema, seed, group_size)
+    records = records_from_samples(task, samples, schema, seed, group_size, empty_share)
     atomic_write_json(output, records, indent=1)
     summary = {"format": fmt, "task": task, "input": str(path), "output": str(output), "samples": len(samples),
                "samples_in_file": total, "records": len(records), "types": len(schema.types),
                "groups_per_sample": len(groups(schema.types, group_size)),
-               "answers": sum(len(s.answer) for s in samples)}
+               "answers": sum(len(s.answer) for s in samples),
+               "empty_answer_share": round(empty_answer_share(records), 3)}
     logger.info("Read %d %s samples from %s (%s, %d types); wrote %d records to %s", len(samples), task, path, fmt,
                 len(schema.types), len(records), output)
     return summary

@@ -12,6 +12,10 @@ Units, compared after stripping spaces at both ends, as sets per record (an item
          unit per text
 Micro averages: true positives, predictions and gold items are summed over the records of a task first.
 Scores are percentages (0-100), like the ROUGE scores beside them.
+
+The two ways to get empty answers wrong are counted apart, since F1 alone does not show which one a model has:
+`empty_on_filled` answers that extract nothing (valid JSON, no item) where the gold has items, of `gold_filled`
+such cases; `filled_on_empty` answers with items where the gold is empty, of `gold_empty` such cases.
 """
 from __future__ import annotations
 
@@ -139,17 +143,26 @@ def score_ie(rows: list[dict]) -> dict:
             raise IEError(f"record {number}: field 'output' is not a {task} answer in JSON: "
                           f"{str(row.get('output'))[:80]!r}")
         predicted_value = parse_answer(row.get("model_output"), task)
-        tally = counts.setdefault(task, {"cases": 0, "invalid": 0})
+        tally = counts.setdefault(task, {"cases": 0, "invalid": 0, "gold_filled": 0, "empty_on_filled": 0,
+                                         "gold_empty": 0, "filled_on_empty": 0})
         tally["cases"] += 1
         tally["invalid"] += predicted_value is None
         gold, predicted = _units(task, gold_value), _units(task, predicted_value)
+        gold_has, predicted_has = any(gold.values()), any(predicted.values())
+        if gold_has:
+            tally["gold_filled"] += 1
+            tally["empty_on_filled"] += predicted_value is not None and not predicted_has
+        else:
+            tally["gold_empty"] += 1
+            tally["filled_on_empty"] += predicted_has
         for prefix, units in gold.items():
             for key, n in (("correct", len(units & predicted[prefix])), ("predicted", len(predicted[prefix])),
                            ("gold", len(units))):
                 tally[prefix + key] = tally.get(prefix + key, 0) + n
     scores = {}
     for task, tally in counts.items():
-        scores[task] = {"cases": tally["cases"], "invalid": tally["invalid"]}
+        scores[task] = {key: tally[key] for key in ("cases", "invalid", "gold_filled", "empty_on_filled",
+                                                    "gold_empty", "filled_on_empty")}
         for prefix in (("event_", "argument_") if task == "ee" else ("",)):
             for key, value in prf(tally[prefix + "correct"], tally[prefix + "predicted"],
                                   tally[prefix + "gold"]).items():
