@@ -13,6 +13,7 @@ from utils.cli import parse_bool, parse_list, run
 from utils.comparison import compare, model_specs
 from utils.data.records import load_records
 from utils.exam import load_exam
+from utils.generation import generation_settings
 
 
 def main(
@@ -30,17 +31,31 @@ def main(
     prompt_template: str = "",
     prompt_template_name: str = "",  # the training spelling, accepted here too
     cutoff_len: int = 0,
-    max_new_tokens: int = 128,
+    base_template: str = "chat",
+    max_new_tokens: int = None,
     batch_size: int = settings.INFER_BATCH_SIZE,
     limit: int = 0,
-    repetition_penalty: float = settings.REPETITION_PENALTY,
+    do_sample=None,
+    temperature: float = None,
+    top_p: float = None,
+    top_k: int = None,
+    num_beams: int = None,
+    repetition_penalty: float = None,
+    no_repeat_ngram_size: int = None,
 ):
     """Write OUTPUT_DIR/comparison.md, metrics.md, metrics.json, report.html and <model>.jsonl.
 
     Each adapter is asked with its training template and scored at its training --cutoff_len
-    (from its cornucopia.json) unless --prompt_template / --cutoff_len say otherwise.
+    (from its cornucopia.json) unless --prompt_template / --cutoff_len say otherwise. The base alone is asked
+    in its own chat template (--base_template chat, its best chance), in the adapter's training template
+    (training) or both (two rows). Generation flags left unset take utils/settings.py's GENERATION, as infer
+    and serve do.
     """
-    specs = model_specs(base_model, parse_list(lora_weights), parse_list(models))
+    specs = model_specs(base_model, parse_list(lora_weights), parse_list(models), base_template)
+    generation = generation_settings(
+        max_new_tokens=max_new_tokens, do_sample=None if do_sample is None else parse_bool(do_sample, "do_sample"),
+        temperature=temperature, top_p=top_p, top_k=top_k, num_beams=num_beams,
+        repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size)
     cases = load_records(infer_data_path, require_output=False)
     cases = cases[:limit] if limit > 0 else cases  # the first N cases only: a quick look
     general = load_records(general_data_path) if general_data_path else None
@@ -50,7 +65,7 @@ def main(
         load_4bit=parse_bool(load_4bit, "load_4bit"), prompt_template=prompt_template or prompt_template_name or None,
         batch_size=batch_size, general_cases=general, exam=exam, k_shot=k_shot, cutoff_len=cutoff_len or None,
         trust_remote_code=parse_bool(trust_remote_code, "trust_remote_code"),
-        max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty,
+        generation=generation,
     )
     print("\n".join(str(p) for p in paths.values()))
 

@@ -17,7 +17,7 @@ from utils.cli import parse_bool, run
 from utils.data.records import load_records
 from utils.errors import UsageError
 from utils.files import atomic_write_json
-from utils.generation import answer_cases, generate, tokens_per_second, write_answers
+from utils.generation import answer_cases, generate, generation_settings, tokens_per_second, write_answers
 from utils.metrics import score_answers
 from utils.reference_loss import reference_loss
 
@@ -34,15 +34,16 @@ def main(
     prompt_template_name: str = "",  # the training spelling, accepted here too
     infer_data_path: str = "",
     output_path: str = "outputs/infer_results.jsonl",
-    max_new_tokens: int = settings.MAX_NEW_TOKENS,
+    max_new_tokens: int = None,
     batch_size: int = settings.INFER_BATCH_SIZE,
     limit: int = 0,
-    do_sample=False,
-    temperature: float = settings.TEMPERATURE,
-    top_p: float = settings.TOP_P,
-    top_k: int = settings.TOP_K,
-    num_beams: int = settings.NUM_BEAMS,
-    repetition_penalty: float = settings.REPETITION_PENALTY,
+    do_sample=None,
+    temperature: float = None,
+    top_p: float = None,
+    top_k: int = None,
+    num_beams: int = None,
+    repetition_penalty: float = None,
+    no_repeat_ngram_size: int = None,
     score=False,
     cutoff_len: int = 0,
     # the original Cornucopia's flag names
@@ -51,8 +52,11 @@ def main(
 ):
     """Answer INFER_DATA_PATH (JSON list or JSONL of {instruction, input, output}) into OUTPUT_PATH.
 
-    --score True also writes OUTPUT_PATH with .scores.json: ROUGE/BLEU of the answers and the reference loss,
-    scored at the adapter's training --cutoff_len unless --cutoff_len is given.
+    Generation flags left unset (--max_new_tokens, --do_sample, --temperature, --top_p, --top_k, --num_beams,
+    --repetition_penalty, --no_repeat_ngram_size) take utils/settings.py's GENERATION, as compare and serve do;
+    answers stop at EOS and at the template's own next-turn markers.
+    --score True also writes OUTPUT_PATH with .scores.json: ROUGE/BLEU and repetition of the answers and the
+    reference loss, scored at the adapter's training --cutoff_len unless --cutoff_len is given.
     """
     if use_lora is not None and not parse_bool(use_lora, "use_lora"):
         lora_weights = ""  # --use_lora False means the base alone, whatever --lora_weights says
@@ -70,13 +74,14 @@ def main(
                                           parse_bool(load_4bit, "load_4bit"),
                                           parse_bool(trust_remote_code, "trust_remote_code"))
     prompter = inference_prompter(tokenizer, prompt_template or prompt_template_name, lora_weights)
-    generation = dict(max_new_tokens=max_new_tokens, do_sample=parse_bool(do_sample, "do_sample"),
-                      temperature=temperature, top_p=top_p, top_k=top_k, num_beams=num_beams,
-                      repetition_penalty=repetition_penalty)
+    generation = generation_settings(
+        max_new_tokens=max_new_tokens, do_sample=None if do_sample is None else parse_bool(do_sample, "do_sample"),
+        temperature=temperature, top_p=top_p, top_k=top_k, num_beams=num_beams,
+        repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size)
 
     if cases is None:
         return interactive(model, tokenizer, prompter, generation)
-    rows = answer_cases(model, tokenizer, prompter, cases, batch_size=batch_size, **generation)
+    rows = answer_cases(model, tokenizer, prompter, cases, batch_size=batch_size, generation=generation)
     write_answers(rows, output_path)
     logger.info("%d cases, %.1f new tokens/s at batch size %d (%s)", len(rows), tokens_per_second(rows),
                 batch_size, "base + " + lora_weights if lora_weights else "base alone")
@@ -100,7 +105,8 @@ def interactive(model, tokenizer, prompter, generation) -> None:
         if not question:
             break
         answer = generate(model, tokenizer, [prompter.generate_prompt(question)], batch_size=1, progress=False,
-                          **generation)[0]
+                          generation=generation, stop=prompter.stop_markers(),
+                          stop_token_ids=prompter.stop_token_ids())[0]
         print(f"回答> {answer['text']}\n", flush=True)
     print(file=sys.stderr)
 

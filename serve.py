@@ -28,12 +28,13 @@ def main(
     trust_remote_code=False,
     bf16=None,
     prompt_template: str = "",
-    max_new_tokens: int = settings.MAX_NEW_TOKENS,
-    do_sample=False,
-    temperature: float = settings.TEMPERATURE,
-    top_p: float = settings.TOP_P,
-    top_k: int = settings.TOP_K,
-    repetition_penalty: float = settings.REPETITION_PENALTY,
+    max_new_tokens: int = None,
+    do_sample=None,
+    temperature: float = None,
+    top_p: float = None,
+    top_k: int = None,
+    repetition_penalty: float = None,
+    no_repeat_ngram_size: int = None,
     max_batch_size: int = 16,
     batch_window_ms: float = 10,
     queue_size: int = 64,
@@ -44,8 +45,9 @@ def main(
 
     --lora_weights: PATH,PATH (named after their folders) or NAME=PATH,NAME=PATH. --prompt_template: the base's
     template (default: its own chat template); adapters use the one they were trained with. --max_new_tokens,
-    --do_sample, --temperature, --top_p, --top_k: defaults for requests that do not set them (greedy unless
-    --do_sample True). --max_batch_size rows generate together; a request waits --batch_window_ms for
+    --do_sample, --temperature, --top_p, --top_k, --repetition_penalty, --no_repeat_ngram_size: defaults for
+    requests that do not set them (unset: utils/settings.py GENERATION, as infer and compare; greedy unless
+    --do_sample True). Answers stop at EOS and at the template's next-turn markers. --max_batch_size rows generate together; a request waits --batch_window_ms for
     company; --queue_size requests may wait, more are answered 503. --context_len 0: the model's own.
     --bf16: unset = bf16 where the hardware has it natively (utils/hardware.py); False = full precision,
     where batched greedy answers equal solo ones exactly (bf16 rounding can flip a near-tie token).
@@ -53,6 +55,7 @@ def main(
     """
     import uvicorn
 
+    from utils.generation import generation_settings
     from utils.serving.api import create_app
     from utils.serving.engine import GenerationEngine, ServingError
 
@@ -65,9 +68,11 @@ def main(
                                                                                     "trust_remote_code"),
             bf16=None if bf16 is None else parse_bool(bf16, "bf16"), prompt_template=prompt_template,
             context_len=context_len, max_batch_size=max_batch_size,
-            batch_window_ms=batch_window_ms, queue_size=queue_size, max_new_tokens=max_new_tokens,
-            do_sample=parse_bool(do_sample, "do_sample"), temperature=temperature, top_p=top_p, top_k=top_k,
-            repetition_penalty=repetition_penalty)
+            batch_window_ms=batch_window_ms, queue_size=queue_size,
+            generation=generation_settings(
+                max_new_tokens=max_new_tokens, do_sample=None if do_sample is None else parse_bool(do_sample, "do_sample"),
+                temperature=temperature, top_p=top_p, top_k=top_k, repetition_penalty=repetition_penalty,
+                no_repeat_ngram_size=no_repeat_ngram_size))
     except ServingError as err:
         raise UsageError(err.message) from err
     app = create_app(engine, api_key=str(api_key) if api_key else None, web_page=parse_bool(web_page, "web_page"))

@@ -21,7 +21,7 @@ from utils import hardware, settings  # noqa: E402
 from utils.adapters import inference_prompter, load_adapter  # noqa: E402
 from utils.cli import parse_bool, parse_list, run  # noqa: E402
 from utils.data.records import load_records  # noqa: E402
-from utils.generation import generate  # noqa: E402
+from utils.generation import generate, generation_settings  # noqa: E402
 from utils.loading import compute_dtype, load_base_model, load_tokenizer, pick_device  # noqa: E402
 
 
@@ -49,11 +49,12 @@ def main(base_model: str = settings.BASE_MODEL, lora_weights: str = "",
     reference = {}
     for name, dtype, sort in variants:
         model = load(base_model, lora_weights or None, dtype, load_8bit, load_4bit)
-        generate(model, tokenizer, prompts[:1], batch_size=1, max_new_tokens=4, progress=False)  # warm-up
+        generate(model, tokenizer, prompts[:1], batch_size=1, generation=generation_settings(max_new_tokens=4),
+                 progress=False)  # warm-up
         for batch_size in map(int, parse_list(batch_sizes)):
             began = time.perf_counter()
-            rows = generate(model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                            progress=False, sort_by_length=sort)
+            rows = generate(model, tokenizer, prompts, batch_size=batch_size, progress=False, sort_by_length=sort,
+                            generation=generation_settings(max_new_tokens=max_new_tokens))
             seconds = time.perf_counter() - began
             texts = [r["text"] for r in rows]
             reference.setdefault(batch_size, texts)

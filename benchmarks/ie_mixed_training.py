@@ -28,7 +28,7 @@ from utils.adapters import inference_prompter, load_for_inference  # noqa: E402
 from utils.cli import parse_bool, parse_list, run  # noqa: E402
 from utils.data.records import load_records  # noqa: E402
 from utils.errors import UsageError  # noqa: E402
-from utils.generation import answer_cases  # noqa: E402
+from utils.generation import answer_cases, generation_settings  # noqa: E402
 from utils.ie.metrics import score_ie  # noqa: E402
 from utils.reference_loss import reference_loss  # noqa: E402
 
@@ -69,7 +69,7 @@ def main(adapters: str = "", base_model: str = settings.BASE_MODEL,
         model, tokenizer = load_for_inference(base_model, folder or None)
         prompter = inference_prompter(tokenizer, lora_weights=folder or None)
         rows = answer_cases(model, tokenizer, prompter, ie_cases, batch_size=batch_size,
-                            max_new_tokens=max_new_tokens, do_sample=False) if parse_bool(ie, "ie") else []
+                            generation=generation_settings(max_new_tokens=max_new_tokens)) if parse_bool(ie, "ie") else []
         for row, case in zip(rows, ie_cases):
             row["task"] = case["task"]
         if answers_dir:

@@ -39,9 +39,10 @@ def running_process(command: list[str], ready_url: str, log_path: Path, cwd, tim
         log.close()
 
 
-def save_random_adapter(base_model: str, folder: Path, seed: int) -> str:
+def save_random_adapter(base_model: str, folder: Path, seed: int, scale: float = 0.02) -> str:
     """A LoRA adapter saved the project's way (PEFT + cornucopia.json, fin_qa template) with random LoRA B
-    matrices instead of training, so that its answers differ from the base's."""
+    matrices instead of training, so that its answers differ from the base's; with scale 0 its LoRA B stays
+    zero and it answers exactly as the base asked in fin_qa."""
     import torch
 
     from utils.adapters import attach_lora, write_run_info
@@ -53,7 +54,7 @@ def save_random_adapter(base_model: str, folder: Path, seed: int) -> str:
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "lora_B" in name:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.02)
+                param.copy_(torch.randn(param.shape, generator=generator) * scale)
     model.save_pretrained(folder)
     write_run_info(folder, base_model=base_model, prompt_template="fin_qa", cutoff_len=256)
     return str(folder)

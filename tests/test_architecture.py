@@ -110,18 +110,22 @@ def test_every_error_class_derives_from_the_one_base():
 
 CHANGED_DEFAULTS = """
 import inspect, json, sys
+import dataclasses
 import utils.settings as s
-s.CUTOFF_LEN, s.BASE_MODEL, s.PROMPT_TEMPLATE, s.MAX_NEW_TOKENS = 77, "base_models/Other", "alpaca", 33
+s.CUTOFF_LEN, s.BASE_MODEL, s.PROMPT_TEMPLATE = 77, "base_models/Other", "alpaca"
+s.GENERATION = dataclasses.replace(s.GENERATION, max_new_tokens=33)
 import finetune, infer, compare, evaluate, merge_lora, extend_vocab
 from utils.data.__main__ import check
 from utils import generation, reference_loss, data
 out = {}
 for name, fn in [("finetune", finetune.train), ("infer", infer.main), ("compare", compare.main),
                  ("evaluate", evaluate.main), ("merge_lora", merge_lora.main), ("extend_vocab", extend_vocab.main),
-                 ("check", check), ("generate", generation.generation_kwargs),
+                 ("check", check), ("generate", generation.generate),
                  ("reference_loss", reference_loss.reference_loss), ("check_file", data.check.check_file)]:
     out[name] = {k: p.default for k, p in inspect.signature(fn).parameters.items()
-                 if k in ("cutoff_len", "base_model", "prompt_template_name", "prompt_template", "max_new_tokens")}
+                 if k in ("cutoff_len", "base_model", "prompt_template_name", "prompt_template")}
+out["generate"]["max_new_tokens"] = inspect.signature(generation.generate).parameters["generation"].default.max_new_tokens
+out["infer"]["max_new_tokens"] = generation.generation_settings().max_new_tokens
 print(json.dumps(out))
 """
 

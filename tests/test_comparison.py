@@ -52,4 +52,14 @@ def test_comparison_script_runs_base_and_adapter(tiny_model, tmp_path):
     rows = (report_dir / "metrics.md").read_text(encoding="utf-8").splitlines()
     assert rows[0].startswith("| model | held-out fin. loss") and [r.split(" | ")[0] for r in rows[2:]] == ["| base", "| lora"]
     page = (report_dir / "report.html").read_text(encoding="utf-8")
-    assert page.count("<table>") == 2 and 'src="data:image/png;base64,' in page and "什么是股票？" in page
+    assert page.count("<table>") == 3 and 'src="data:image/png;base64,' in page and "什么是股票？" in page
+    assert page.index("Did fine-tuning help?") < page.index("指标 / Metrics")
+    # The report opens with the verdict: the tiny base has no chat template, so it was asked in the training one.
+    assert table.index("Did fine-tuning help?") < table.index("## 指标 / Metrics")
+    assert metrics["base"]["template"] == metrics["lora"]["template"] == "fin_qa"
+    summary = table[table.index("Did fine-tuning help?"):table.index("## 模型 / Models")]
+    fin_row = next(line for line in summary.splitlines() if line.startswith("| held-out financial loss"))
+    base_cell, lora_cell = fin_row.split(" | ")[1:3]
+    assert float(base_cell) == round(metrics["base"]["fin_loss"], 3)
+    assert lora_cell.startswith(f"{metrics['lora']['fin_loss']:.3f} ")
+    assert ("✓" in lora_cell) == (metrics["lora"]["fin_loss"] < metrics["base"]["fin_loss"])

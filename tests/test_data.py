@@ -159,3 +159,36 @@ def test_a_dataset_name_that_cannot_be_fetched_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     with pytest.raises(DataError, match="no such data file, and loading it as a `datasets` data set failed"):
         load_records("someone/some-finance-data")
+
+
+RECORD_KINDS = {
+    "single": {"instruction": "什么是债券？", "input": "", "output": "债券是发行人承诺按期还本付息的债务凭证。"},
+    "with input": {"instruction": "申购费多少？", "input": "申购金额10000元，费率0.8%", "output": "约79.37元。"},
+    "multi-turn": {"instruction": "那赎回呢？", "input": "", "output": "赎回按申请当日的净值。",
+                   "history": [["基金怎么申购？", "按当日净值申购。"], ["要多久确认？", "一般T+1日确认。"]]},
+    "multi-turn with input": {"instruction": "费用呢？", "input": "C类份额", "output": "C类不收申购费。",
+                              "history": [["A类和C类有何不同？", "收费方式不同。"]]},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(RECORD_KINDS))
+@pytest.mark.parametrize("template", ["fin_qa", "fin_template", "ori_template", "alpaca", "chat"])
+def test_every_answer_is_followed_by_eos_in_the_labels(smollm2, template, kind):
+    """Adapters learn to stop only if every answer, each turn's included, ends in a learned EOS."""
+    tokenizer = AutoTokenizer.from_pretrained(smollm2)
+    record = RECORD_KINDS[kind]
+    row = tokenize_record(record, Prompter(template, tokenizer), tokenizer, cutoff_len=4096)
+    labels, eos = row["labels"], tokenizer.eos_token_id
+    spans, current = [], []  # the runs of learned labels, one per answer
+    for label in labels + [IGNORE_INDEX]:
+        if label != IGNORE_INDEX:
+            current.append(label)
+        elif current:
+            spans.append(current)
+            current = []
+    answers = [a for _, a in record.get("history", [])] + [record["output"]]
+    assert len(spans) == len(answers)
+    for span, answer in zip(spans, answers):
+        assert span[-1] == eos and span.count(eos) == 1
+        assert tokenizer.decode(span[:-1]) == answer
+    assert labels[-1] == eos and row["input_ids"][-1] == eos

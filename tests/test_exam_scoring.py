@@ -59,15 +59,16 @@ def test_evaluate_writes_subjects_as_they_finish_and_resumes(tiny_model, tmp_pat
 
 
 def test_generation_sorted_by_length_answers_in_input_order(tiny_model):
-    from utils.generation import generate
+    from utils.generation import generate, generation_settings
 
     model, tokenizer = load_for_inference(tiny_model)
     model.float()
     prompts = ["股票", "什么是债券？请详细说明债券的含义", "LPR", "存款保险保障多少？存款保险", "基金"]
 
     def answers(**kwargs):
-        return [(r["text"], r["new_tokens"]) for r in generate(model, tokenizer, prompts, max_new_tokens=6,
-                                                                progress=False, **kwargs)]
+        return [(r["text"], r["new_tokens"]) for r in generate(model, tokenizer, prompts, progress=False,
+                                                                generation=generation_settings(max_new_tokens=6),
+                                                                **kwargs)]
 
     alone = answers(batch_size=1)
     assert len(set(alone)) > 1

@@ -34,8 +34,11 @@ def test_rows_carry_case_answer_and_counts(tiny_model, adapter, tmp_path):
     assert [r["instruction"] for r in rows] == [r["instruction"] for r in RECORDS[:3]]
     assert [r["output"] for r in rows] == [r["output"] for r in RECORDS[:3]]
     for row in rows:
-        assert set(row) == {"instruction", "input", "output", "model_output", "new_tokens", "seconds"}
+        assert set(row) == {"instruction", "input", "output", "model_output", "new_tokens", "seconds",
+                            "finish_reason"}
         assert 1 <= row["new_tokens"] <= 12 and row["seconds"] > 0
+        assert row["finish_reason"] in ("stop", "marker", "length")
+        assert (row["finish_reason"] == "length") == (row["new_tokens"] == 12)
 
 
 def test_batching_with_left_padding_gives_the_same_greedy_answers(tiny_model, adapter, tmp_path):

@@ -43,3 +43,37 @@ def test_empty_answers_score_zero_and_means_are_taken():
     scores = score_answers(rows)
     assert scores["bleu-4"] == pytest.approx(50) and scores["char-rouge-l"] == pytest.approx(50)
     assert scores["mean_answer_chars"] == 2 and scores["scored_cases"] == 2
+
+
+def test_a_loop_is_a_six_character_run_said_three_times():
+    from utils.metrics import repeated_run
+
+    # The example: 深入漏洞、 said four times holds the run 深入漏洞、深 at 3, 8 and 13 (overlapping).
+    assert repeated_run("不要求深入漏洞、深入漏洞、深入漏洞、深入漏洞") == "深入漏洞、深"
+    assert repeated_run("深入漏洞、深入漏洞、深入漏") is None  # 深入漏洞、深 twice, 入漏洞、深入 twice
+    # Overlapping occurrences count: 8 of one character hold the 6-run three times, 7 only twice.
+    assert repeated_run("啊" * 8) == "啊" * 6 and repeated_run("啊" * 7) is None
+    # Spaces and line breaks do not hide a loop.
+    assert repeated_run("### 问题:\n### 问题:\n### 问题:\n") == "###问题:"
+    assert repeated_run("股票是所有权凭证，债券是债务凭证，基金是集合投资。") is None
+
+
+def test_distinct_2_and_the_shares_over_answers():
+    from utils.metrics import distinct_n, repetition_scores
+
+    assert distinct_n("abab") == pytest.approx(100 * 2 / 3)  # ab, ba, ab
+    assert distinct_n("股票债券") == 100 and distinct_n("a") is None
+    rows = [{"model_output": "深入漏洞、" * 4, "finish_reason": "length"},
+            {"model_output": "股票是所有权凭证。", "finish_reason": "stop"},
+            {"model_output": "债券", "finish_reason": "marker"},
+            {"model_output": "", "finish_reason": "marker"}]
+    scores = repetition_scores(rows)
+    assert scores["loop_share"] == 25.0 and scores["marker_share"] == 50.0
+    # distinct-2 of the three answers with two or more characters: 5/19, 8/8, 1/1
+    assert scores["distinct-2"] == pytest.approx(round((100 * 5 / 19 + 100 + 100) / 3, 2))
+
+
+def test_repetition_is_scored_on_qa_answers_only():
+    rows = [{"output": "参考", "model_output": "深入漏洞、" * 4},
+            {"output": '[]', "model_output": '[{"a": 1}, {"a": 1}, {"a": 1}, {"a": 1}]', "task": "re"}]
+    assert score_answers(rows)["loop_share"] == 100.0

@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, BloomConfig, Bloom
 import finetune
 from conftest import RECORDS, write_json
 from utils.adapters import inference_prompter, load_adapter, load_for_inference
-from utils.generation import answer_cases
+from utils.generation import answer_cases, generation_settings
 from utils.loading import ModelLoadError, load_base_model
 from utils.merging import merge_adapter
 
@@ -57,7 +57,8 @@ def test_family_fine_tunes_answers_and_merges(kind, targets, tiny_model, tmp_pat
 
     model, tokenizer = load_for_inference(base, str(out))
     prompter = inference_prompter(tokenizer, lora_weights=str(out))
-    rows = answer_cases(model, tokenizer, prompter, RECORDS[:2], batch_size=2, max_new_tokens=6, progress=False)
+    rows = answer_cases(model, tokenizer, prompter, RECORDS[:2], batch_size=2, progress=False,
+                        generation=generation_settings(max_new_tokens=6))
     assert all(row["new_tokens"] >= 1 for row in rows)
 
     ids = tokenizer(prompter.generate_prompt(RECORDS[0]["instruction"]), return_tensors="pt").input_ids

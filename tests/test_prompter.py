@@ -72,3 +72,24 @@ def test_chat_template_uses_the_tokenizers_own(tiny_model):
         Prompter("chat", tokenizer)
     tokenizer.chat_template = "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}<|assistant|>"
     assert Prompter("chat", tokenizer).generate_prompt("问", "资料") == "<|user|>问\n\n资料<|assistant|>"
+
+
+def test_stop_markers_are_read_from_each_template():
+    assert Prompter("fin_qa").stop_markers() == [
+        "下面是一个金融领域的问题。请给出专业、准确、简明的回答。", "### 问题:", "### 回答:",
+        "下面是一个金融领域的问题，并附有相关的背景资料。请结合背景资料，给出专业、准确、简明的回答。", "### 背景资料:"]
+    assert Prompter("fin_template").stop_markers() == ["下面是一个问题，运用金融财经知识来正确回答问题.", "### 问题:", "### 回答:"]
+    assert Prompter("ori_template").stop_markers() == ["问题：", "回答:"]
+    assert "### Instruction:" in Prompter("alpaca").stop_markers() and "### Response:" in Prompter("alpaca").stop_markers()
+    assert Prompter("fin_qa").stop_token_ids() == []
+
+
+def test_a_chat_template_stops_at_the_special_tokens_of_its_next_turn(smollm2):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2)
+    prompter = Prompter("chat", tokenizer)
+    # SmolLM2: <|im_end|>\n<|im_start|>user\n between an answer and the next question; both are special tokens,
+    # so no plain-text marker (a bare "user" would cut answers that say "user").
+    assert prompter.stop_markers() == []
+    assert prompter.stop_token_ids() == sorted(tokenizer.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>"]))

@@ -57,10 +57,16 @@ def adapter(smollm2, tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(smollm2, adapter):
+def plain_adapter(smollm2, tmp_path_factory) -> str:
+    """An adapter that changes nothing (LoRA B zero): the base asked in its training template, fin_qa."""
+    return save_random_adapter(smollm2, tmp_path_factory.mktemp("adapter") / "plain", seed=0, scale=0.0)
+
+
+@pytest.fixture(scope="module")
+def server(smollm2, adapter, plain_adapter):
     # bf16 False: greedy answers are batch-invariant exactly only in full precision (bf16 rounding flips near-ties)
-    running = Server(GenerationEngine.load(smollm2, f"fin={adapter}", max_batch_size=16, batch_window_ms=20,
-                                          bf16=False))
+    running = Server(GenerationEngine.load(smollm2, f"fin={adapter},plain={plain_adapter}", max_batch_size=16,
+                                          batch_window_ms=20, bf16=False))
     yield running
     running.stop()
 
@@ -96,8 +102,8 @@ def test_text_stream_never_splits_a_character_and_holds_back_a_stop_start(smollm
 
 def test_models_lists_the_base_and_the_adapter_with_its_parent(server):
     models = {m.id: m for m in server.client().models.list().data}
-    assert list(models) == ["SmolLM2-135M-Instruct", "fin"]
-    assert models["fin"].parent == "SmolLM2-135M-Instruct"
+    assert list(models) == ["SmolLM2-135M-Instruct", "fin", "plain"]
+    assert models["fin"].parent == models["plain"].parent == "SmolLM2-135M-Instruct"
     assert httpx.get(server.url + "/health").json()["status"] == "ok"
 
 
@@ -127,6 +133,41 @@ def test_stop_is_honoured_plain_and_streamed(server):
     assert plain.choices[0].message.content == expected and plain.choices[0].finish_reason == "stop"
     deltas, finish = streamed(client, "SmolLM2-135M-Instruct", QUESTIONS[1], max_tokens=16, stop=stop)
     assert "".join(deltas) == expected and finish == "stop"
+
+
+# SmolLM2 asked this in fin_qa repeats the question and goes on into a new "### 问题:" turn (seen in full
+# precision); the test finds the marker in the raw continuation itself, so it fails if the base changes.
+MARKER_QUESTION = "A股现在还有熔断机制吗？"
+
+
+def test_an_adapter_stops_at_its_template_turn_marker_plain_and_streamed(server, smollm2):
+    """The marker and everything after it are cut, in the API (plain and streamed) and in infer's path."""
+    from utils.adapters import load_for_inference
+    from utils.generation import answer_cases, generation_settings
+    from utils.prompter import Prompter
+
+    client = server.client()
+    prompter = Prompter("fin_qa", server.engine.tokenizer)
+    markers = prompter.stop_markers()
+    assert "### 问题:" in markers and "### 回答:" in markers
+    # A raw completion (no template, so no template markers) shows what the model would say on its own.
+    raw = client.completions.create(model="plain", prompt=prompter.generate_prompt(MARKER_QUESTION),
+                                    max_tokens=48).choices[0].text
+    cut = min(i for i in (raw.find(m) for m in markers) if i >= 0)
+    assert raw[:cut].strip(), "the model should say something before it runs into the next turn"
+    expected = raw[:cut]
+    plain = chat(client, "plain", MARKER_QUESTION, max_tokens=48)
+    assert plain.choices[0].message.content == expected and plain.choices[0].finish_reason == "stop"
+    assert plain.usage.completion_tokens < 48
+    deltas, finish = streamed(client, "plain", MARKER_QUESTION, max_tokens=48)
+    assert "".join(deltas) == expected and finish == "stop"
+    assert not any(m in "".join(deltas) for m in markers)
+    # infer / compare: the same cut, and the row says why it ended.
+    model, tokenizer = load_for_inference(smollm2)
+    model.float()
+    row = answer_cases(model, tokenizer, prompter, [{"instruction": MARKER_QUESTION, "input": "", "output": ""}],
+                       generation=generation_settings(max_new_tokens=48), progress=False)[0]
+    assert row["model_output"] == expected.strip() and row["finish_reason"] == "marker"
 
 
 def test_completions_continue_a_raw_prompt(server):

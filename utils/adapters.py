@@ -29,6 +29,7 @@ from utils.settings import CUTOFF_LEN, PROMPT_TEMPLATE
 logger = logging.getLogger(__name__)
 
 ADAPTER_FILE = "adapter_model.safetensors"
+ALL_LINEAR = "all-linear"
 RUN_INFO_FILE = "cornucopia.json"
 
 
@@ -79,6 +80,8 @@ def attach_lora(model, lora_r=8, lora_alpha=16, lora_dropout=0.05, target_module
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
     target_modules = list(target_modules) if target_modules else default_lora_target_modules(model)
+    if target_modules == [ALL_LINEAR]:
+        target_modules = ALL_LINEAR  # PEFT's keyword: every linear layer but the output head
     tied = bool(getattr(model.config, "tie_word_embeddings", False))
     config = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
                         target_modules=target_modules, bias="none", task_type="CAUSAL_LM",
@@ -90,7 +93,7 @@ def attach_lora(model, lora_r=8, lora_alpha=16, lora_dropout=0.05, target_module
         raise ModelLoadError(f"LoRA target modules {target_modules} do not fit this model: {err}") from err
     trainable, total = model.get_nb_trainable_parameters()
     logger.info("LoRA r=%d alpha=%d on %s%s: %d trainable of %d parameters (%.3f%%)",
-                lora_r, lora_alpha, target_modules,
+                lora_r, lora_alpha, sorted(model.peft_config["default"].target_modules),
                 f", training {list(modules_to_save)} in full" if modules_to_save else "",
                 trainable, total, 100 * trainable / total)
     return model
@@ -142,7 +145,8 @@ def check_adapter_fits(model, adapter_path) -> None:
         raise ModelLoadError(f"{config_file}: not valid JSON ({err}); the adapter folder is damaged") from err
     if not weights.is_file():
         return  # older .bin adapters: PEFT checks them itself
-    modules = dict(model.named_modules())
+    # A second adapter for a model that holds one already: its layers are named as in the bare base.
+    modules = dict((model.get_base_model() if isinstance(model, PeftModel) else model).named_modules())
     try:
         with safe_open(str(weights), framework="pt") as f:
             shapes = {key: f.get_slice(key).get_shape() for key in f.keys()}

@@ -8,20 +8,28 @@ from __future__ import annotations
 
 import gc
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from utils import report
-from utils.adapters import check_adapter_fits_base, inference_prompter, load_for_inference, trained_cutoff
+from utils.adapters import (check_adapter_fits_base, inference_prompter, load_for_inference, trained_cutoff,
+                            trained_template)
 from utils.errors import UsageError
 from utils.exam import evaluate_exam
 from utils.generation import answer_cases, tokens_per_second, write_answers
 from utils.metrics import score_answers
+from utils.prompter import CHAT_TEMPLATE
 from utils.reference_loss import reference_loss
+from utils.settings import GENERATION, GenerationSettings
 
 logger = logging.getLogger(__name__)
+
+
+# How the base alone is asked (--base_template): in its own chat template where it has one ("chat"; a base
+# that has none falls back to the adapters' template), in the adapters' training template ("training"), or both.
+BASE_TEMPLATES = ("chat", "training", "both")
 
 
 @dataclass
@@ -29,13 +37,26 @@ class ModelSpec:
     label: str
     base_model: str
     lora_weights: str | None = None
+    template: str | None = None  # --prompt_template overrides it (but not "chat"); None: the adapter's own
 
 
-def model_specs(base_model: str, lora_weights: list[str] = (), models: list[str] = ()) -> list[ModelSpec]:
-    """The base alone, then base + each adapter; `models` adds `LABEL=BASE` or `LABEL=BASE@ADAPTER` entries."""
+def model_specs(base_model: str, lora_weights: list[str] = (), models: list[str] = (),
+                base_template: str = "chat") -> list[ModelSpec]:
+    """The base alone, then base + each adapter; `models` adds `LABEL=BASE` or `LABEL=BASE@ADAPTER` entries.
+
+    The base alone is asked as BASE_TEMPLATE says: "chat" (its own chat template, its best chance), "training"
+    (the first adapter's training template, exactly as the adapter is asked) or "both" (two rows).
+    """
+    if base_template not in BASE_TEMPLATES:
+        raise UsageError(f"--base_template must be one of {', '.join(BASE_TEMPLATES)}, got {base_template!r}")
     specs = []
     if base_model:
-        specs.append(ModelSpec("base", base_model))
+        training = lora_weights[0] if lora_weights else None
+        if base_template in ("chat", "both"):
+            specs.append(ModelSpec("base", base_model, template=CHAT_TEMPLATE))
+        if base_template in ("training", "both"):
+            specs.append(ModelSpec("base" if base_template == "training" else "base-training-template", base_model,
+                                   template=trained_template(training) if training else None))
         specs += [ModelSpec(Path(a).name or a, base_model, a) for a in lora_weights]
     for entry in models:
         label, sep, target = entry.partition("=")
@@ -69,9 +90,20 @@ def markdown_table(cases: list[dict], answers: dict[str, list[dict]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def spec_prompter(spec: ModelSpec, tokenizer, prompt_template: str | None):
+    """The Prompter a model is asked with; a base without a chat template falls back to the training one."""
+    if spec.template == CHAT_TEMPLATE:
+        if getattr(tokenizer, "chat_template", None):
+            return inference_prompter(tokenizer, CHAT_TEMPLATE)
+        logger.info("Model '%s': the base has no chat template of its own; asking it in the training template",
+                    spec.label)
+        return inference_prompter(tokenizer, prompt_template)
+    return inference_prompter(tokenizer, prompt_template or spec.template, spec.lora_weights)
+
+
 def compare(specs: list[ModelSpec], cases: list[dict], output_dir, load_8bit=False, load_4bit=False,
             prompt_template=None, batch_size=4, general_cases=None, exam=None, k_shot=0, cutoff_len=None,
-            trust_remote_code=False, **settings) -> dict:
+            trust_remote_code=False, generation: GenerationSettings = GENERATION) -> dict:
     """Answer `cases` with every model and measure it; returns the report's paths.
 
     Per model: reference scores of its answers (ROUGE, BLEU, character ROUGE-L), the teacher-forced
@@ -91,9 +123,9 @@ def compare(specs: list[ModelSpec], cases: list[dict], output_dir, load_8bit=Fal
                     f" + {spec.lora_weights}" if spec.lora_weights else " (alone)")
         model, tokenizer = load_for_inference(spec.base_model, spec.lora_weights, load_8bit, load_4bit,
                                               trust_remote_code)
-        prompter = inference_prompter(tokenizer, prompt_template, spec.lora_weights)
+        prompter = spec_prompter(spec, tokenizer, prompt_template)
         cutoff = trained_cutoff(spec.lora_weights, cutoff_len)
-        rows = answer_cases(model, tokenizer, prompter, cases, batch_size=batch_size, **settings)
+        rows = answer_cases(model, tokenizer, prompter, cases, batch_size=batch_size, generation=generation)
         write_answers(rows, output_dir / f"{spec.label}.jsonl")
         answers[spec.label] = rows
         m = {"base_model": spec.base_model, "lora_weights": spec.lora_weights, "template": prompter.template_name}
@@ -115,7 +147,7 @@ def compare(specs: list[ModelSpec], cases: list[dict], output_dir, load_8bit=Fal
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     run_settings = {"cases": len(cases), "k_shot": k_shot, "load_8bit": load_8bit, "load_4bit": load_4bit,
-                    **{k: v for k, v in settings.items() if v is not None}}
+                    **asdict(generation)}
     paths = report.write_report(output_dir, metrics, cases, answers, markdown_table(cases, answers), run_settings)
     logger.info("Report: %s", ", ".join(str(p) for p in paths.values()))
     return paths

@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from utils.errors import CornucopiaError
-from utils.generation import generate, length_sorted_batches
+from utils.generation import generate, generation_settings, length_sorted_batches
 
 LETTERS = "ABCD"
 
@@ -169,7 +169,8 @@ def extract_letter(text: str) -> str:
 
 def choose_by_generation(model, tokenizer, prompts: list[str], batch_size: int = 4, max_new_tokens: int = 8,
                          on_batch=None) -> list[str]:
-    answers = generate(model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens, progress=False)
+    answers = generate(model, tokenizer, prompts, batch_size=batch_size, progress=False,
+                       generation=generation_settings(max_new_tokens=max_new_tokens))
     letters = [extract_letter(a["text"]) for a in answers]
     if on_batch is not None:
         on_batch(list(range(len(prompts))), letters)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 from utils.errors import CornucopiaError
 from utils.settings import PROMPT_TEMPLATE as DEFAULT_TEMPLATE
@@ -18,6 +19,7 @@ logger = logging.getLogger(__name__)
 CHAT_TEMPLATE = "chat"
 # `response_split` (alpaca-lora's key) may be present too; nothing here needs it.
 REQUIRED_KEYS = ("prompt_input", "prompt_no_input")
+PLACEHOLDER = re.compile(r"\{(?:instruction|input)\}")
 
 
 class TemplateError(CornucopiaError, ValueError):
@@ -99,6 +101,49 @@ class Prompter:
             emitted += prompt + answer + eos
             messages.append({"role": "assistant", "content": answer})
         return turns
+
+    def stop_markers(self) -> list[str]:
+        """Text that starts another turn of this template: generation stops there and the marker is not returned.
+
+        From a template file: the first line of each prompt (where a new question begins) and the header line
+        right before each slot and before the answer (`### 问题:`, `### 背景资料:`, `### 回答:` in fin_qa), read
+        from the file, so every template stops at its own markers. With the base's chat template: the plain
+        text lines between an answer and the next question; lines with special tokens stop as tokens
+        (`stop_token_ids`).
+        """
+        if self.template is None:
+            special = self.tokenizer.all_special_tokens
+            lines = [line.strip() for line in self._chat_turn_separator().splitlines()]
+            # A line with a special token (`<|im_start|>user`) is structure that stops as a token.
+            return list(dict.fromkeys(line for line in lines if line and not any(t in line for t in special)))
+        markers = []
+        for key in ("prompt_no_input", "prompt_input"):
+            segments = [seg for seg in PLACEHOLDER.split(self.template[key])]
+            for k, segment in enumerate(segments):
+                lines = [line.strip() for line in segment.splitlines() if line.strip()]
+                if not lines:
+                    continue
+                if k == 0:
+                    markers.append(lines[0])
+                markers.append(lines[-1])
+        return list(dict.fromkeys(markers))
+
+    def stop_token_ids(self) -> list[int]:
+        """Special tokens that open the next turn of the chat template (e.g. `<|im_start|>`); none for files."""
+        if self.template is None:
+            ids = self.tokenizer(self._chat_turn_separator(), add_special_tokens=False)["input_ids"]
+            special = set(self.tokenizer.all_special_ids)
+            return sorted({i for i in ids if i in special})
+        return []
+
+    def _chat_turn_separator(self) -> str:
+        """What the chat template puts between an assistant's answer and the next user question."""
+        answer, question = "ANSWER-7f3a", "QUESTION-9c1e"
+        full = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": "Q"}, {"role": "assistant", "content": answer},
+             {"role": "user", "content": question}], tokenize=False, add_generation_prompt=True)
+        start, end = full.find(answer), full.find(question)
+        return full[start + len(answer):end] if 0 <= start < end else ""
 
     def prompt_for(self, record: dict, eos_token: str = "") -> str:
         """The whole prompt to answer a record's last question, earlier turns (answers + EOS) included."""

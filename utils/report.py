@@ -29,6 +29,9 @@ COLUMNS = [
     ("ee-event-f1", "EE event F1", "{:.2f}"),
     ("ee-argument-f1", "EE arg. F1", "{:.2f}"),
     ("ie_invalid", "IE invalid answers", "{:d}"),
+    ("loop_share", "looping answers (%) ↓", "{:.1f}"),
+    ("distinct-2", "distinct-2", "{:.1f}"),
+    ("marker_share", "ran into turn marker (%) ↓", "{:.1f}"),
     ("mean_answer_chars", "mean answer chars", "{:.1f}"),
     ("tokens_per_second", "gen. tokens/s", "{:.1f}"),
 ]
@@ -36,6 +39,62 @@ CHART_SCORES = [("rouge-l", "ROUGE-L"), ("char-rouge-l", "char ROUGE-L"), ("bleu
                 ("exam_accuracy", "exam accuracy %"), ("ner-f1", "NER F1"), ("re-f1", "RE F1"),
                 ("ee-event-f1", "EE event F1"), ("ee-argument-f1", "EE arg. F1")]
 CHART_LOSSES = [("fin_loss", "held-out financial loss"), ("general_loss", "general-domain loss")]
+
+
+# The "did fine-tuning help" summary: (key, what it is, True where higher is better)
+SUMMARY = [
+    ("fin_loss", "held-out financial loss 留出金融问答 loss", False),
+    ("rouge-l", "ROUGE-L", True),
+    ("loop_share", "looping answers 循环的回答 (%)", False),
+    ("marker_share", "answers that ran into the turn marker 跑进下一轮的回答 (%)", False),
+    ("ner-f1", "NER F1", True),
+    ("re-f1", "RE F1", True),
+    ("ee-event-f1", "EE event F1", True),
+    ("exam_accuracy", "exam accuracy 考试准确率 (%)", True),
+    ("general_loss", "general-domain loss 通用领域 loss (forgetting)", False),
+]
+
+
+def summary_rows(metrics: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): each adapter against the first model without one, measure by measure, with a verdict."""
+    bases = [label for label, m in metrics.items() if not m.get("lora_weights")]
+    adapters = [label for label, m in metrics.items() if m.get("lora_weights")]
+    if not bases or not adapters:
+        return [], []
+    base = metrics[bases[0]]
+    header = ["measure", f"{bases[0]} ({base.get('template', '?')})"] + adapters
+    rows = []
+    for key, name, higher in SUMMARY:
+        if key not in base or not any(key in metrics[a] for a in adapters):
+            continue
+        row = [name + (" ↑" if higher else " ↓"), _number(base[key])]
+        for label in adapters:
+            value = metrics[label].get(key)
+            if not isinstance(value, (int, float)):
+                row.append("—")
+                continue
+            change = value - base[key]
+            verdict = "=" if abs(change) < 1e-9 else "✓" if (change > 0) == higher else "✗"
+            relative = f" ({change / base[key]:+.1%})" if key.endswith("_loss") and base[key] else ""
+            row.append(f"{_number(value)} {verdict}{relative}")
+        rows.append(row)
+    return header, rows
+
+
+def summary_markdown(metrics: dict[str, dict]) -> str:
+    header, rows = summary_rows(metrics)
+    if not rows:
+        return ""
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return ("## 微调有没有帮助？ Did fine-tuning help?\n\n✓ better than the base, ✗ worse, = the same. "
+            "The base row is the first model without an adapter, asked in the template named beside it.\n\n"
+            + "\n".join(lines) + "\n\n")
+
+
+def _number(value) -> str:
+    return f"{value:.3f}" if isinstance(value, float) and abs(value) < 10 else f"{value:.1f}" \
+        if isinstance(value, float) else str(value)
 
 
 def _fmt(value, pattern):
@@ -90,7 +149,11 @@ def write_report(output_dir, metrics: dict[str, dict], cases: list[dict], answer
              "comparison_md": out / "comparison.md", "html": out / "report.html"}
     atomic_write_text(paths["metrics_md"], table)
     atomic_write_json(paths["metrics_json"], {"settings": settings, "models": metrics})
-    atomic_write_text(paths["comparison_md"], "# 模型对比 / Model comparison\n\n## 指标 / Metrics\n\n" + table +
+    templates = "".join(f"- `{label}`: {m.get('base_model')}" + (f" + {m['lora_weights']}" if m.get("lora_weights")
+                                                                   else " alone") + f", template `{m.get('template')}`\n"
+                        for label, m in metrics.items())
+    atomic_write_text(paths["comparison_md"], "# 模型对比 / Model comparison\n\n" + summary_markdown(metrics) +
+                      "## 模型 / Models\n\n" + templates + "\n## 指标 / Metrics\n\n" + table +
                       "\n## 回答 / Answers\n\n" + answers_markdown)
     present = [c for c in COLUMNS if any(c[0] in m for m in metrics.values())]
     metric_rows = [[label] + [_fmt(m.get(k), f) for k, _, f in present] for label, m in metrics.items()]
@@ -98,6 +161,9 @@ def write_report(output_dir, metrics: dict[str, dict], cases: list[dict], answer
                    + [answers[label][i]["model_output"] or "—" for label in answers] for i, c in enumerate(cases)]
     chart = base64.b64encode(bar_chart_png(metrics)).decode()
     settings_text = ", ".join(f"{k}: {v}" for k, v in settings.items())
+    summary_header, summary_body = summary_rows(metrics)
+    summary_html = ("<h2>微调有没有帮助？ Did fine-tuning help?</h2>" + _html_table(summary_header, summary_body)
+                    if summary_body else "")
     page = f"""<!DOCTYPE html>
 <html lang="zh-CN"><head><meta charset="utf-8"><title>Cornucopia model comparison</title>
 <style>
@@ -110,6 +176,7 @@ img {{ max-width: 100%; }}
 </style></head><body>
 <h1>模型对比 / Model comparison</h1>
 <p class="settings">{html.escape(settings_text)}</p>
+{summary_html}
 <h2>指标 / Metrics</h2>
 {_html_table(["model"] + [t for _, t, _ in present], metric_rows)}
 <img alt="bar chart of the main scores" src="data:image/png;base64,{chart}">

@@ -6,6 +6,7 @@ scripts pass on only what the user set, so changing a value here changes it ever
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,14 +38,22 @@ PRETRAIN_DATA = "instruction_data/pretrain"
 BLOCK_SIZE = 512
 PRETRAIN_LEARNING_RATE = 2e-4
 
-# Generation: greedy unless --do_sample; sampling settings as Chinese-LLaMA-Alpaca's demo uses.
-MAX_NEW_TOKENS = 256
+# Generation: one object, the defaults of infer, compare, evaluate (--method generate), serve and the web page.
+# Each field can be overridden per run (flags) or per request (the API's fields, the page's settings).
+@dataclass(frozen=True)
+class GenerationSettings:
+    max_new_tokens: int = 256
+    do_sample: bool = False  # greedy unless asked; the sampling settings below apply only when sampling
+    temperature: float = 0.7  # Chinese-LLaMA-Alpaca's demo values
+    top_p: float = 0.9
+    top_k: int = 40
+    num_beams: int = 1
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+
+
+GENERATION = GenerationSettings()
 INFER_BATCH_SIZE = 4
 # Exam scoring is one forward per question (no generation): benchmarks/exam_speed.py measured batch 16 at least
 # as fast as batch 8 (300 questions: 55 s vs 57 s, bf16, length-sorted), so exams batch more than generation.
 EXAM_BATCH_SIZE = 16
-TEMPERATURE = 0.7
-TOP_P = 0.9
-TOP_K = 40
-NUM_BEAMS = 1
-REPETITION_PENALTY = 1.0

@@ -24,7 +24,9 @@ logger = logging.getLogger(__name__)
 CHAT_FIELDS = {"model": (str,), "messages": (list,), "max_tokens": (int, None), "max_completion_tokens": (int, None),
                "temperature": (int, float, None), "top_p": (int, float, None), "n": (int, None),
                "stream": (bool, None), "stop": (str, list, None), "seed": (int, None),
-               "stream_options": (dict, None), "ignore_eos": (bool, None)}
+               "stream_options": (dict, None), "ignore_eos": (bool, None),
+               # vLLM's extra sampling parameters, under its names
+               "top_k": (int, None), "repetition_penalty": (int, float, None), "no_repeat_ngram_size": (int, None)}
 COMPLETION_FIELDS = {**{k: v for k, v in CHAT_FIELDS.items() if k != "messages"},
                      "prompt": (str, list), "echo": (bool, None), "logprobs": (int, bool, None)}
 
@@ -209,4 +211,6 @@ def generation_options(body: dict) -> dict:
     max_tokens = body.get("max_completion_tokens")
     return {"max_tokens": body.get("max_tokens") if max_tokens is None else max_tokens,
             "temperature": body.get("temperature"), "top_p": body.get("top_p"), "stop": body.get("stop"),
-            "seed": body.get("seed"), "ignore_eos": body.get("ignore_eos")}
+            "seed": body.get("seed"), "ignore_eos": body.get("ignore_eos"), "top_k": body.get("top_k"),
+            "repetition_penalty": body.get("repetition_penalty"),
+            "no_repeat_ngram_size": body.get("no_repeat_ngram_size")}

@@ -22,6 +22,7 @@ from utils.errors import CornucopiaError
 from utils.generation import DecodeBatch, DecodeRow
 from utils.loading import inference_dtype, load_base_model, load_tokenizer, pick_device
 from utils.prompter import CHAT_TEMPLATE, Prompter
+from utils.settings import GenerationSettings
 
 logger = logging.getLogger(__name__)
 
@@ -127,9 +128,7 @@ class GenerationEngine:
     def __init__(self, model, tokenizer, base_id: str, adapters: dict[str, str] | None = None,
                  prompt_template: str = "", context_len: int = 0, max_batch_size: int = 16,
                  batch_window_ms: float = 10, queue_size: int = 64,
-                 max_new_tokens: int = settings.MAX_NEW_TOKENS, do_sample: bool = False,
-                 temperature: float = settings.TEMPERATURE, top_p: float = settings.TOP_P,
-                 top_k: int = settings.TOP_K, repetition_penalty: float = settings.REPETITION_PENALTY):
+                 generation: GenerationSettings = settings.GENERATION):
         if max_batch_size < 1 or queue_size < 1 or batch_window_ms < 0:
             raise BadRequestError("--max_batch_size and --queue_size must be at least 1, --batch_window_ms not negative")
         self.model, self.tokenizer, self.base_id = model, tokenizer, base_id
@@ -141,9 +140,8 @@ class GenerationEngine:
             self.prompters[name] = Prompter(trained_template(path), tokenizer)
         self.context_len = context_len or int(getattr(model.config, "max_position_embeddings", 0) or 2048)
         self.max_batch_size, self.batch_window = max_batch_size, batch_window_ms / 1000
-        self.defaults = {"max_new_tokens": max_new_tokens, "temperature": temperature if do_sample else 0.0,
-                         "top_p": top_p if do_sample else 1.0, "top_k": top_k if do_sample else 0,
-                         "repetition_penalty": repetition_penalty}
+        # Requests that leave a setting out get it from here (the same object infer and compare start from).
+        self.defaults = generation
         self.batch = DecodeBatch(model, tokenizer)
         self._queue: queue.Queue[Job] = queue.Queue(maxsize=queue_size)
         self._closing = threading.Event()
@@ -186,7 +184,9 @@ class GenerationEngine:
     def prepare_chat(self, model: str, messages: list[dict], **options) -> Job:
         """A job for a conversation, rendered as `model` was trained to read it (checks everything first)."""
         self._check_model(model)
-        return self._job(model, self.render_chat(model, messages), "messages", **options)
+        prompter = self.prompters[model]
+        return self._job(model, self.render_chat(model, messages), "messages", template_stop=prompter.stop_markers(),
+                         stop_token_ids=prompter.stop_token_ids(), **options)
 
     def prepare_completion(self, model: str, prompt: str, **options) -> Job:
         """A job that continues a raw prompt."""
@@ -221,11 +221,12 @@ class GenerationEngine:
             if job.finish_reason is None:
                 job.cancel()
 
-    async def stream_chat(self, model: str, messages: list[dict], *, max_tokens: int = 256,
-                          temperature: float = 0.0, top_p: float = 1.0, stop=None, seed=None):
-        """Text deltas of the answer of `model` (the base's id or an adapter's name) to `messages`."""
-        job = self.prepare_chat(model, messages, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
-                                stop=stop, seed=seed)
+    async def stream_chat(self, model: str, messages: list[dict], **options):
+        """Text deltas of the answer of `model` (the base's id or an adapter's name) to `messages`.
+
+        OPTIONS as a request's (max_tokens, temperature, top_p, top_k, repetition_penalty, no_repeat_ngram_size,
+        stop, seed); one left out takes the engine's default."""
+        job = self.prepare_chat(model, messages, **options)
         self.submit(job)
         async for delta in self.results(job):
             yield delta
@@ -269,14 +270,16 @@ class GenerationEngine:
         return prompter.prompt_for(record, self.tokenizer.eos_token or "")
 
     def _job(self, model, prompt: str, prompt_param: str, max_tokens=None, temperature=None, top_p=None,
-             stop=None, seed=None, ignore_eos=False) -> Job:
+             stop=None, seed=None, ignore_eos=False, top_k=None, repetition_penalty=None, no_repeat_ngram_size=None,
+             template_stop=(), stop_token_ids=()) -> Job:
         ids = self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
         if len(ids) >= self.context_len:
             raise BadRequestError(f"This model's maximum context length is {self.context_len} tokens, but the "
                                   f"prompt has {len(ids)} tokens; shorten it", prompt_param, "context_length_exceeded")
         room = self.context_len - len(ids)
+        defaults = self.defaults
         if max_tokens is None:
-            max_tokens = min(self.defaults["max_new_tokens"], room)
+            max_tokens = min(defaults.max_new_tokens, room)
         if not _is_int(max_tokens) or not 1 <= max_tokens <= self.context_len:
             raise BadRequestError(f"'max_tokens' must be an integer from 1 to {self.context_len}, got {max_tokens!r}",
                                   "max_tokens")
@@ -284,12 +287,27 @@ class GenerationEngine:
             raise BadRequestError(f"This model's maximum context length is {self.context_len} tokens; the prompt "
                                   f"has {len(ids)} and max_tokens asks for {max_tokens} more; lower max_tokens to "
                                   f"{room} or less", "max_tokens", "context_length_exceeded")
-        temperature = self.defaults["temperature"] if temperature is None else temperature
+        sampling = defaults.do_sample
+        if temperature is None:
+            temperature = defaults.temperature if sampling else 0.0
         if not _is_number(temperature) or not 0 <= temperature <= 2:
             raise BadRequestError(f"'temperature' must be a number from 0 to 2, got {temperature!r}", "temperature")
-        top_p = self.defaults["top_p"] if top_p is None else top_p
+        if top_p is None:
+            top_p = defaults.top_p if sampling else 1.0
         if not _is_number(top_p) or not 0 < top_p <= 1:
             raise BadRequestError(f"'top_p' must be a number above 0 and at most 1, got {top_p!r}", "top_p")
+        if top_k is None:
+            top_k = defaults.top_k if sampling else 0
+        if not _is_int(top_k) or top_k < -1:
+            raise BadRequestError(f"'top_k' must be an integer, 0 or -1 for none, got {top_k!r}", "top_k")
+        penalty = defaults.repetition_penalty if repetition_penalty is None else repetition_penalty
+        if not _is_number(penalty) or not 0 < penalty <= 2:
+            raise BadRequestError(f"'repetition_penalty' must be a number above 0 and at most 2 (1 = off), got "
+                                  f"{penalty!r}", "repetition_penalty")
+        ngram = defaults.no_repeat_ngram_size if no_repeat_ngram_size is None else no_repeat_ngram_size
+        if not _is_int(ngram) or ngram < 0:
+            raise BadRequestError(f"'no_repeat_ngram_size' must be an integer, 0 for off, got {ngram!r}",
+                                  "no_repeat_ngram_size")
         if seed is not None and not _is_int(seed):
             raise BadRequestError(f"'seed' must be an integer, got {seed!r}", "seed")
         stops = [stop] if isinstance(stop, str) else stop or []
@@ -297,9 +315,9 @@ class GenerationEngine:
             raise BadRequestError("'stop' must be a non-empty string or a list of them", "stop")
         row = DecodeRow(self.tokenizer, ids, max_tokens, adapter=None if model == self.base_id else model,
                         temperature=float(temperature), top_p=float(top_p),
-                        top_k=self.defaults["top_k"] if temperature > 0 else 0,
-                        repetition_penalty=self.defaults["repetition_penalty"], seed=seed, stop=stops,
-                        ignore_eos=bool(ignore_eos))
+                        top_k=max(0, top_k) if temperature > 0 else 0, repetition_penalty=float(penalty),
+                        no_repeat_ngram_size=ngram, seed=seed, stop=[*template_stop, *stops],
+                        stop_token_ids=stop_token_ids, ignore_eos=bool(ignore_eos))
         return Job(model, row)
 
     # ---- the worker thread -----------------------------------------------------------------------------

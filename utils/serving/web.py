@@ -33,8 +33,9 @@ def _messages(system: str, history: list[dict], question: str) -> list[dict]:
         [{"role": "user", "content": question}]
 
 
-def _settings(max_tokens, temperature, top_p) -> dict:
-    return {"max_tokens": int(max_tokens), "temperature": float(temperature), "top_p": float(top_p)}
+def _settings(max_tokens, temperature, top_p, repetition_penalty, no_repeat_ngram_size) -> dict:
+    return {"max_tokens": int(max_tokens), "temperature": float(temperature), "top_p": float(top_p),
+            "repetition_penalty": float(repetition_penalty), "no_repeat_ngram_size": int(no_repeat_ngram_size)}
 
 
 async def stream_turn(engine, model: str, system: str, history: list[dict], question: str, settings: dict):
@@ -110,17 +111,25 @@ def build_chat_page(engine):
     base = ids[0]
     other = ids[1] if len(ids) > 1 else ids[0]
 
+    defaults = engine.defaults  # the page starts from the settings infer, compare and the API start from
+    sampling = defaults.do_sample
+
     def settings_panel(prefix: str):
         with gr.Accordion("生成设置 Generation settings", open=False, elem_id=f"{prefix}-settings"):
             system = gr.Textbox(label="系统提示 System prompt (optional; used with the base's chat template, "
                                 "adapters trained on a template ignore it as in training)", lines=2, value="",
                                 elem_id=f"{prefix}-system")
-            max_tokens = gr.Slider(1, MAX_TOKENS_LIMIT, value=256, step=1, label="max tokens",
+            max_tokens = gr.Slider(1, MAX_TOKENS_LIMIT, value=defaults.max_new_tokens, step=1, label="max tokens",
                                    elem_id=f"{prefix}-max-tokens")
-            temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="temperature (0 = greedy)",
-                                    elem_id=f"{prefix}-temperature")
-            top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="top_p", elem_id=f"{prefix}-top-p")
-        return system, max_tokens, temperature, top_p
+            temperature = gr.Slider(0.0, 2.0, value=defaults.temperature if sampling else 0.0, step=0.05,
+                                    label="temperature (0 = greedy)", elem_id=f"{prefix}-temperature")
+            top_p = gr.Slider(0.05, 1.0, value=defaults.top_p if sampling else 1.0, step=0.05, label="top_p",
+                              elem_id=f"{prefix}-top-p")
+            penalty = gr.Slider(1.0, 2.0, value=defaults.repetition_penalty, step=0.05,
+                                label="repetition penalty (1 = off)", elem_id=f"{prefix}-repetition-penalty")
+            ngram = gr.Slider(0, 32, value=defaults.no_repeat_ngram_size, step=1,
+                              label="no repeat n-gram size (tokens; 0 = off)", elem_id=f"{prefix}-no-repeat-ngram")
+        return system, max_tokens, temperature, top_p, penalty, ngram
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as page:
         gr.Markdown(f"## {TITLE}\n对话与对比：基础模型与 LoRA 适配器 · Chat with the base model and its LoRA adapters")
@@ -134,18 +143,18 @@ def build_chat_page(engine):
                 send = gr.Button("发送 Send", variant="primary", scale=1, elem_id="chat-send")
                 stop = gr.Button("停止 Stop", scale=1, elem_id="chat-stop")
                 clear = gr.Button("清空 Clear", scale=1, elem_id="chat-clear")
-            system, max_tokens, temperature, top_p = settings_panel("chat")
+            system, max_tokens, temperature, top_p, penalty, ngram = settings_panel("chat")
 
-        async def chat(model, system, history, question, max_tokens, temperature, top_p):
+        async def chat(model, system, history, question, max_tokens, temperature, top_p, penalty, ngram):
             question = (question or "").strip()
             if not question:
                 yield history, history, ""
                 return
             async for turns in stream_turn(engine, model, system, history, question,
-                                           _settings(max_tokens, temperature, top_p)):
+                                           _settings(max_tokens, temperature, top_p, penalty, ngram)):
                 yield turns, turns, ""
 
-        inputs = [model, system, history, question, max_tokens, temperature, top_p]
+        inputs = [model, system, history, question, max_tokens, temperature, top_p, penalty, ngram]
         outputs = [chatbot, history, question]
         events = [send.click(chat, inputs, outputs), question.submit(chat, inputs, outputs)]
         stop.click(None, cancels=events)
@@ -167,18 +176,21 @@ def build_chat_page(engine):
                 send2 = gr.Button("发送 Send", variant="primary", scale=1, elem_id="compare-send")
                 stop2 = gr.Button("停止 Stop", scale=1, elem_id="compare-stop")
                 clear2 = gr.Button("清空 Clear", scale=1, elem_id="compare-clear")
-            system2, max_tokens2, temperature2, top_p2 = settings_panel("compare")
+            system2, max_tokens2, temperature2, top_p2, penalty2, ngram2 = settings_panel("compare")
 
-        async def compare(model_a, model_b, system, history_a, history_b, question, max_tokens, temperature, top_p):
+        async def compare(model_a, model_b, system, history_a, history_b, question, max_tokens, temperature, top_p,
+                          penalty, ngram):
             question = (question or "").strip()
             if not question:
                 yield history_a, history_b, history_a, history_b, ""
                 return
             async for left, right in stream_side_by_side(engine, (model_a, model_b), system, (history_a, history_b),
-                                                         question, _settings(max_tokens, temperature, top_p)):
+                                                         question, _settings(max_tokens, temperature, top_p,
+                                                                             penalty, ngram)):
                 yield left, right, left, right, ""
 
-        inputs2 = [model_a, model_b, system2, history_a, history_b, question2, max_tokens2, temperature2, top_p2]
+        inputs2 = [model_a, model_b, system2, history_a, history_b, question2, max_tokens2, temperature2, top_p2,
+                   penalty2, ngram2]
         outputs2 = [box_a, box_b, history_a, history_b, question2]
         events2 = [send2.click(compare, inputs2, outputs2), question2.submit(compare, inputs2, outputs2)]
         stop2.click(None, cancels=events2)
