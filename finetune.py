@@ -39,10 +39,13 @@ def train(
     max_steps: int = -1,
     learning_rate: float = settings.LEARNING_RATE,
     warmup_steps: float = 0.05,  # a float below 1 is a fraction of all steps
+    lr_scheduler_type: str = "cosine",
+    neftune_noise_alpha: float = 0.0,  # NEFTune noise on the input embeddings (e.g. 5); 0 = off
     cutoff_len: int = settings.CUTOFF_LEN,
     val_set_size: int = 0,
     eval_steps: int = 50,
     save_steps: int = 50,
+    save_total_limit: int = 3,  # checkpoints kept (the newest); 0 keeps all
     logging_steps: int = 5,
     seed: int = 42,
     gradient_checkpointing=None,  # None: on when cutoff_len x micro_batch_size is large (utils/hardware.py)
@@ -113,7 +116,8 @@ def train(
         eval_steps=eval_steps, save_steps=save_steps, logging_steps=logging_steps, max_steps=max_steps,
         warmup_steps=warmup_steps, group_by_length=parse_bool(group_by_length, "group_by_length"), seed=seed,
         wandb_run_name=wandb_run_name, report_to_wandb=bool(wandb_project),
-        bf16=bf16,
+        bf16=bf16, lr_scheduler_type=lr_scheduler_type, neftune_noise_alpha=neftune_noise_alpha,
+        save_total_limit=save_total_limit or None,
     )
     trainer = training.build_trainer(model, tokenizer, args, train_set, val_set,
                                      parse_bool(head_on_labels_only, "head_on_labels_only"))
@@ -127,7 +131,11 @@ def train(
     run_info = dict(base_model=base_model, data_path=data_path, data_mix=data_mix,
                     prompt_template=prompter.template_name, load_8bit=load_8bit, load_4bit=load_4bit, bf16=bf16,
                     gradient_checkpointing=gradient_checkpointing, cutoff_len=cutoff_len, lora_r=lora_r,
-                    lora_alpha=lora_alpha, train_on_inputs=train_on_inputs, add_eos_token=add_eos_token, seed=seed)
+                    lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                    lora_target_modules=sorted(trainer.model.peft_config["default"].target_modules),
+                    learning_rate=learning_rate, lr_scheduler_type=lr_scheduler_type, batch_size=batch_size,
+                    neftune_noise_alpha=neftune_noise_alpha, train_on_inputs=train_on_inputs,
+                    add_eos_token=add_eos_token, seed=seed)
     adapter_bytes = training.save_checked_adapter(trainer, tokenizer, output_dir, run_info)
     return training.write_summary(trainer, outcome, adapter_bytes, output_dir)
 

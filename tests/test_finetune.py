@@ -234,3 +234,30 @@ def test_an_empty_or_partial_adapter_file_is_refused(tiny_model, train_file, tmp
     path.write_bytes(b"")
     with pytest.raises(AdapterError, match="not written"):
         verify_saved_adapter(model, tmp_path, trained=False)
+
+
+def test_recipe_flags_all_linear_schedule_neftune_and_every_checkpoint_kept(tiny_model, train_file, tmp_path):
+    """The knobs the recipe sweep turns reach the model and the Trainer, and the run info records them."""
+    out = tmp_path / "lora"
+    finetune.train(base_model=tiny_model, data_path=train_file, output_dir=str(out), max_steps=4, save_steps=1,
+                   save_total_limit=0, lora_target_modules="all-linear", lora_r=4, lora_alpha=8, lora_dropout=0.0,
+                   lr_scheduler_type="constant", neftune_noise_alpha=5.0, warmup_steps=0, **FAST)
+    info = json.loads((out / "cornucopia.json").read_text())
+    names = {name.rsplit(".", 1)[-1] for name in info["lora_target_modules"]}
+    assert names == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}  # not lm_head
+    assert (info["lora_dropout"], info["lr_scheduler_type"], info["neftune_noise_alpha"]) == (0.0, "constant", 5.0)
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == [f"checkpoint-{k}" for k in range(1, 5)]
+    history = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())["log_history"]
+    rates = [e["learning_rate"] for e in history if "learning_rate" in e]
+    assert rates == [FAST["learning_rate"]] * 4  # constant, no warm-up
+    # the Trainer's clock is in every log line: the sweep draws its curves against it
+    assert all(e["train_runtime"] > 0 for e in history if "loss" in e)
+    # NEFTune adds noise to the embeddings while training: the same seed without it learns other weights
+    plain = tmp_path / "plain"
+    finetune.train(base_model=tiny_model, data_path=train_file, output_dir=str(plain), max_steps=4, save_steps=4,
+                   lora_target_modules="all-linear", lora_r=4, lora_alpha=8, lora_dropout=0.0,
+                   lr_scheduler_type="constant", warmup_steps=0, **FAST)
+    from safetensors.torch import load_file
+
+    noisy, quiet = load_file(out / "adapter_model.safetensors"), load_file(plain / "adapter_model.safetensors")
+    assert any(not torch.equal(noisy[k], quiet[k]) for k in quiet)

@@ -107,7 +107,8 @@ def configure_wandb(project: str, watch: str = "", log_model: str = "") -> None:
 def build_training_arguments(output_dir, micro_batch_size, gradient_accumulation_steps, num_epochs,
                              learning_rate, has_validation, eval_steps, save_steps, logging_steps,
                              max_steps, warmup_steps, group_by_length, seed, wandb_run_name,
-                             report_to_wandb, bf16=None):
+                             report_to_wandb, bf16=None, lr_scheduler_type="cosine", neftune_noise_alpha=0.0,
+                             save_total_limit=3):
     cuda = torch.cuda.is_available()
     if bf16 is None:  # auto: bf16 where the GPU or CPU multiplies it natively (utils.hardware)
         bf16 = native_bf16("cuda" if cuda else "cpu")
@@ -120,7 +121,9 @@ def build_training_arguments(output_dir, micro_batch_size, gradient_accumulation
         max_steps=max_steps,
         learning_rate=learning_rate,
         warmup_steps=warmup_steps,
-        lr_scheduler_type="cosine",
+        lr_scheduler_type=lr_scheduler_type,
+        # NEFTune: noise on the input embeddings while training (the Trainer's own hook); 0 = off
+        neftune_noise_alpha=neftune_noise_alpha or None,
         bf16=bf16,
         fp16=cuda and not bf16,
         use_cpu=not cuda,
@@ -130,7 +133,7 @@ def build_training_arguments(output_dir, micro_batch_size, gradient_accumulation
         eval_steps=eval_steps if has_validation else None,
         save_strategy="steps",
         save_steps=save_steps,
-        save_total_limit=3,
+        save_total_limit=save_total_limit,  # the newest N checkpoints are kept (0 or None: all)
         load_best_model_at_end=has_validation,
         metric_for_best_model="eval_loss" if has_validation else None,
         greater_is_better=False if has_validation else None,
