@@ -9,13 +9,14 @@ Compares the base alone and base + each adapter in --lora_weights (comma-separat
 from __future__ import annotations
 
 from utils import settings
-from utils.cli import parse_bool, parse_list, run
+from utils.cli import bool_flags, parse_list, renamed, run
 from utils.comparison import compare, model_specs
 from utils.data.records import load_records
 from utils.exam import load_exam
 from utils.generation import generation_settings
 
 
+@bool_flags
 def main(
     base_model: str = settings.BASE_MODEL,
     lora_weights="",
@@ -29,13 +30,13 @@ def main(
     load_4bit=False,
     trust_remote_code=False,
     prompt_template: str = "",
-    prompt_template_name: str = "",  # the training spelling, accepted here too
+    prompt_template_name: str = "",  # the old training spelling of --prompt_template, still accepted
     cutoff_len: int = 0,
     base_template: str = "chat",
     max_new_tokens: int = None,
     batch_size: int = settings.INFER_BATCH_SIZE,
     limit: int = 0,
-    do_sample=None,
+    do_sample: bool | None = None,
     temperature: float = None,
     top_p: float = None,
     top_k: int = None,
@@ -53,20 +54,17 @@ def main(
     """
     specs = model_specs(base_model, parse_list(lora_weights), parse_list(models), base_template)
     generation = generation_settings(
-        max_new_tokens=max_new_tokens, do_sample=None if do_sample is None else parse_bool(do_sample, "do_sample"),
+        max_new_tokens=max_new_tokens, do_sample=do_sample,
         temperature=temperature, top_p=top_p, top_k=top_k, num_beams=num_beams,
         repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size)
     cases = load_records(infer_data_path, require_output=False)
     cases = cases[:limit] if limit > 0 else cases  # the first N cases only: a quick look
     general = load_records(general_data_path) if general_data_path else None
     exam = load_exam(exam_dir) if exam_dir else None
-    paths = compare(
-        specs, cases, output_dir, load_8bit=parse_bool(load_8bit, "load_8bit"),
-        load_4bit=parse_bool(load_4bit, "load_4bit"), prompt_template=prompt_template or prompt_template_name or None,
-        batch_size=batch_size, general_cases=general, exam=exam, k_shot=k_shot, cutoff_len=cutoff_len or None,
-        trust_remote_code=parse_bool(trust_remote_code, "trust_remote_code"),
-        generation=generation,
-    )
+    template = renamed(prompt_template, prompt_template_name, "prompt_template_name", "prompt_template")
+    paths = compare(specs, cases, output_dir, load_8bit=load_8bit, load_4bit=load_4bit, prompt_template=template or None,
+                    batch_size=batch_size, general_cases=general, exam=exam, k_shot=k_shot,
+                    cutoff_len=cutoff_len or None, trust_remote_code=trust_remote_code, generation=generation)
     print("\n".join(str(p) for p in paths.values()))
 
 

@@ -14,12 +14,13 @@ from pathlib import Path
 
 from utils import exam, settings
 from utils.adapters import load_for_inference
-from utils.cli import parse_bool, run
+from utils.cli import bool_flags, run
 from utils.files import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger("evaluate")
 
 
+@bool_flags
 def main(
     base_model: str = settings.BASE_MODEL,
     lora_weights: str = "",
@@ -36,14 +37,14 @@ def main(
 ):
     """Accuracy per subject and overall; --method logits (option-letter scores) or generate (letter in the answer)."""
     scored, shots = exam.load_exam(exam_dir, split)
-    model, tokenizer = load_for_inference(base_model, lora_weights or None, parse_bool(load_8bit, "load_8bit"),
-                                          parse_bool(load_4bit, "load_4bit"),
-                                          parse_bool(trust_remote_code, "trust_remote_code"))
+    model, tokenizer = load_for_inference(base_model, lora_weights or None, load_8bit,
+                                          load_4bit,
+                                          trust_remote_code)
     out = Path(output_dir)
     run_key = dict(base_model=base_model, lora_weights=lora_weights or None, exam_dir=str(exam_dir), split=split,
                    k_shot=k_shot, method=method)
     subjects_dir = out / "subjects"
-    done = exam.read_finished_subjects(subjects_dir, run_key) if parse_bool(resume, "resume") else {}
+    done = exam.read_finished_subjects(subjects_dir, run_key) if resume else {}
     if done:
         logger.info("Resuming: %d subject(s) already scored in %s", len(done), subjects_dir)
 

@@ -9,27 +9,27 @@ from __future__ import annotations
 
 import logging
 
-import torch
 from transformers import set_seed
 
 from utils import hardware, safeguards, settings, training
 from utils.adapters import attach_lora, read_run_info
-from utils.cli import parse_bool, parse_list, run
+from utils.cli import bool_flags, parse_list, renamed, run
 from utils.data.mixing import load_data_mix
-from utils.loading import load_base_model, load_tokenizer, pick_device, resolve_model_path
+from utils.loading import compute_dtype, load_base_model, load_tokenizer, pick_device, resolve_model_path
 from utils.prompter import Prompter
 
 logger = logging.getLogger("finetune")
 
 
+@bool_flags
 def train(
     # model / data
     base_model: str = settings.BASE_MODEL,
     data_path: str = settings.TRAIN_DATA,
-    output_dir: str = "outputs/lora-fin",
-    prompt_template_name: str = settings.PROMPT_TEMPLATE,
-    prompt_template: str = "",  # the inference spelling, accepted here too
-    load_8bit=None,  # None: 8-bit where it pays (GPU; CPU only if full precision would not fit), see utils/hardware.py
+    output_dir: str = settings.ADAPTER_DIR,
+    prompt_template: str = settings.PROMPT_TEMPLATE,
+    prompt_template_name: str = "",  # alpaca-lora's spelling of --prompt_template, still accepted
+    load_8bit: bool | None = None,  # None: 8-bit where it pays (GPU; CPU only if full precision would not fit), see utils/hardware.py
     load_4bit=False,
     trust_remote_code=False,
     # training
@@ -48,8 +48,8 @@ def train(
     save_total_limit: int = 3,  # checkpoints kept (the newest); 0 keeps all
     logging_steps: int = 5,
     seed: int = 42,
-    gradient_checkpointing=None,  # None: on when cutoff_len x micro_batch_size is large (utils/hardware.py)
-    bf16=None,  # None: bf16 where the GPU or CPU has it natively (AMX, AVX512-BF16), else float32
+    gradient_checkpointing: bool | None = None,  # None: on when cutoff_len x micro_batch_size is large (utils/hardware.py)
+    bf16: bool | None = None,  # None: bf16 where the GPU or CPU has it natively (AMX, AVX512-BF16), else float32
     # lora
     lora_r: int = settings.LORA_R,
     lora_alpha: int = settings.LORA_ALPHA,
@@ -73,20 +73,14 @@ def train(
 
     DATA_PATH may mix several files: a.json,b.json:N,c.json:W (N records of b, W x the records of c, drawn with
     --seed; see utils/data/mixing.py)."""
-    load_4bit = parse_bool(load_4bit, "load_4bit")
-    load_8bit = None if load_8bit is None else parse_bool(load_8bit, "load_8bit")
     if load_4bit:
         load_8bit = False  # --load_4bit alone should mean QLoRA without also switching 8-bit off
     device = pick_device()
-    bf16 = hardware.resolve_bf16(None if bf16 is None else parse_bool(bf16, "bf16"), device)
-    gradient_checkpointing = hardware.resolve_gradient_checkpointing(
-        None if gradient_checkpointing is None else parse_bool(gradient_checkpointing, "gradient_checkpointing"),
-        cutoff_len, micro_batch_size)
+    bf16 = hardware.resolve_bf16(bf16, device)
+    gradient_checkpointing = hardware.resolve_gradient_checkpointing(gradient_checkpointing, cutoff_len,
+                                                                     micro_batch_size)
     hardware.configure_threads(training.local_world_size())
-    trust_remote_code = parse_bool(trust_remote_code, "trust_remote_code")
-    train_on_inputs = parse_bool(train_on_inputs, "train_on_inputs")
-    add_eos_token = parse_bool(add_eos_token, "add_eos_token")
-    template = prompt_template or prompt_template_name
+    template = renamed(prompt_template, prompt_template_name, "prompt_template_name", "prompt_template")
     set_seed(seed)
 
     # Setup: flags, data and template are checked before any time is spent on the model.
@@ -97,14 +91,14 @@ def train(
     train_set, val_set = training.tokenized_splits(records, val_set_size, seed, data_path, prompter, tokenizer,
                                                    cutoff_len, train_on_inputs, add_eos_token)
     checkpoint = training.find_checkpoint(resume_from_checkpoint, output_dir)
-    safeguards.refuse_finished_output(output_dir, parse_bool(overwrite, "overwrite"),
+    safeguards.refuse_finished_output(output_dir, overwrite,
                                       resuming=resume_from_checkpoint not in (None, False, "", "False", "false"))
     training.configure_wandb(wandb_project, wandb_watch, wandb_log_model)
     if not load_4bit:
         load_8bit, why = hardware.resolve_load_8bit(load_8bit, device, resolve_model_path(base_model))
         logger.info("Weights: %s (%s)", "8-bit" if load_8bit else "full precision", why)
     model = load_base_model(base_model, load_8bit=load_8bit, load_4bit=load_4bit, trust_remote_code=trust_remote_code,
-                            dtype=torch.bfloat16 if bf16 else torch.float16 if device.type == "cuda" else torch.float32)
+                            dtype=compute_dtype(device, bf16))
     # A base whose vocabulary was extended says which new modules must learn (extend_vocab.py).
     modules_to_save = parse_list(modules_to_save) or read_run_info(resolve_model_path(base_model)).get(
         "modules_to_save", [])
@@ -114,13 +108,13 @@ def train(
         output_dir=output_dir, micro_batch_size=micro_batch_size, gradient_accumulation_steps=accumulation,
         num_epochs=num_epochs, learning_rate=learning_rate, has_validation=val_set is not None,
         eval_steps=eval_steps, save_steps=save_steps, logging_steps=logging_steps, max_steps=max_steps,
-        warmup_steps=warmup_steps, group_by_length=parse_bool(group_by_length, "group_by_length"), seed=seed,
+        warmup_steps=warmup_steps, group_by_length=group_by_length, seed=seed,
         wandb_run_name=wandb_run_name, report_to_wandb=bool(wandb_project),
         bf16=bf16, lr_scheduler_type=lr_scheduler_type, neftune_noise_alpha=neftune_noise_alpha,
         save_total_limit=save_total_limit or None,
     )
     trainer = training.build_trainer(model, tokenizer, args, train_set, val_set,
-                                     parse_bool(head_on_labels_only, "head_on_labels_only"))
+                                     head_on_labels_only)
 
     # Train.
     outcome = training.train(trainer, checkpoint)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from utils import settings
 from utils.adapters import read_run_info, write_run_info
-from utils.cli import parse_bool, run
+from utils.cli import bool_flags, run
 from utils.errors import UsageError
 from utils.gguf_export import export_gguf
 from utils.merging import merge_adapter
 
 
+@bool_flags
 def main(base_model: str = settings.BASE_MODEL, lora_weights: str = "", output_dir: str = "outputs/merged",
          dtype: str = "float16", gguf: str = "", trust_remote_code=False):
     """Write BASE_MODEL + LORA_WEIGHTS, merged, to OUTPUT_DIR in DTYPE (float16, bfloat16 or float32).
@@ -27,7 +28,7 @@ def main(base_model: str = settings.BASE_MODEL, lora_weights: str = "", output_d
     if not lora_weights:
         raise UsageError("--lora_weights is required: the adapter folder to merge")
     merged = merge_adapter(base_model, lora_weights, output_dir, dtype,
-                           parse_bool(trust_remote_code, "trust_remote_code"))
+                           trust_remote_code)
     print(merged)
     if gguf:
         path = export_gguf(merged, gguf)

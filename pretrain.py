@@ -16,15 +16,16 @@ from __future__ import annotations
 
 from transformers import set_seed
 
-from utils import safeguards, settings, training
+from utils import hardware, safeguards, settings, training
 from utils.adapters import attach_embedding_training, attach_lora
-from utils.cli import parse_bool, parse_list, run
+from utils.cli import bool_flags, parse_list, run
 from utils.data.raw_text import build_block_dataset, load_corpus
 from utils.data.records import split_train_val
-from utils.loading import load_base_model, load_tokenizer
+from utils.loading import compute_dtype, load_base_model, load_tokenizer, pick_device
 from utils.pretraining import merge_stage, stage_one_rows, stage_two_modules
 
 
+@bool_flags
 def train(
     # model / data
     base_model: str = settings.BASE_MODEL,
@@ -50,7 +51,7 @@ def train(
     logging_steps: int = 5,
     seed: int = 42,
     gradient_checkpointing=False,
-    bf16=None,
+    bf16: bool | None = None,
     # lora (stage 2)
     lora_r: int = settings.LORA_R,
     lora_alpha: int = settings.LORA_ALPHA,
@@ -71,12 +72,9 @@ def train(
     only the rows extend_vocab.py added, when the base lists them); otherwise stage 2 (LoRA plus embeddings and
     LM head in full). --val_set_size counts blocks.
     """
-    load_8bit, load_4bit = parse_bool(load_8bit, "load_8bit"), parse_bool(load_4bit, "load_4bit")
     if load_4bit:
         load_8bit = False
-    trust_remote_code = parse_bool(trust_remote_code, "trust_remote_code")
-    embeddings_only = parse_bool(train_embeddings_only, "train_embeddings_only")
-    gradient_checkpointing = parse_bool(gradient_checkpointing, "gradient_checkpointing")
+    embeddings_only = train_embeddings_only
     stage = 1 if embeddings_only else 2
     set_seed(seed)
 
@@ -89,13 +87,15 @@ def train(
     train_set = blocks.select(train_rows)
     val_set = blocks.select(val_rows) if val_rows else None
     checkpoint = training.find_checkpoint(resume_from_checkpoint, output_dir)
-    safeguards.refuse_finished_output(output_dir, parse_bool(overwrite, "overwrite"),
+    safeguards.refuse_finished_output(output_dir, overwrite,
                                       resuming=resume_from_checkpoint not in (None, False, "", "False", "false"))
     training.configure_wandb(wandb_project, wandb_watch, wandb_log_model)
-    model = load_base_model(base_model, load_8bit=load_8bit, load_4bit=load_4bit, trust_remote_code=trust_remote_code)
+    bf16 = hardware.resolve_bf16(bf16, pick_device())  # decided once: the weights' dtype and the Trainer agree
+    model = load_base_model(base_model, load_8bit=load_8bit, load_4bit=load_4bit, trust_remote_code=trust_remote_code,
+                            dtype=compute_dtype(pick_device(), bf16))
     modules = stage_two_modules(model, base_model, parse_list(modules_to_save))
     if embeddings_only:
-        rows, trained = stage_one_rows(base_model, tokenizer, parse_bool(new_rows_only, "new_rows_only"))
+        rows, trained = stage_one_rows(base_model, tokenizer, new_rows_only)
         model = attach_embedding_training(model, rows, gradient_checkpointing)
     else:
         trained = f"LoRA r={lora_r} and {', '.join(modules)} in full"
@@ -107,7 +107,7 @@ def train(
         eval_steps=eval_steps, save_steps=save_steps, logging_steps=logging_steps, max_steps=max_steps,
         warmup_steps=warmup_steps, group_by_length=False, seed=seed,
         wandb_run_name=wandb_run_name, report_to_wandb=bool(wandb_project),
-        bf16=None if bf16 is None else parse_bool(bf16, "bf16"),
+        bf16=bf16,
     )
     trainer = training.build_trainer(model, tokenizer, args, train_set, val_set)
 
@@ -124,7 +124,7 @@ def train(
         run_info.update(lora_r=lora_r, lora_alpha=lora_alpha, modules_to_save=modules)
     adapter_bytes = training.save_checked_adapter(trainer, tokenizer, output_dir, run_info)
     summary = training.write_summary(trainer, outcome, adapter_bytes, output_dir)
-    if parse_bool(merge, "merge"):
+    if merge:
         info = {k: v for k, v in run_info.items() if k not in ("kind", "base_model")}
         info["modules_to_save"] = modules  # what stage 2 and finetune.py then train in full beside LoRA
         summary["merged"] = str(merge_stage(base_model, output_dir, {**info, "pretrained_from": base_model}))

@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 
 from utils import settings
-from utils.cli import parse_bool, run
+from utils.cli import bool_flags, run
 from utils.errors import UsageError
 
 logger = logging.getLogger("serve")
 
 
+@bool_flags
 def main(
     base_model: str = settings.BASE_MODEL,
     lora_weights="",
@@ -26,10 +27,10 @@ def main(
     load_8bit=False,
     load_4bit=False,
     trust_remote_code=False,
-    bf16=None,
+    bf16: bool | None = None,
     prompt_template: str = "",
     max_new_tokens: int = None,
-    do_sample=None,
+    do_sample: bool | None = None,
     temperature: float = None,
     top_p: float = None,
     top_k: int = None,
@@ -40,6 +41,8 @@ def main(
     queue_size: int = 64,
     context_len: int = 0,
     web_page=True,
+    index_dir: str = "",  # a document index (python -m utils.retrieval index): requests may answer over it
+    index_top_k: int = 3,  # passages per question for requests that ask over the documents
 ):
     """Load the model(s) and answer HTTP requests on HOST:PORT until interrupted.
 
@@ -52,6 +55,9 @@ def main(
     --bf16: unset = bf16 where the hardware has it natively (utils/hardware.py); False = full precision,
     where batched greedy answers equal solo ones exactly (bf16 rounding can flip a near-tie token).
     --web_page False: no chat page at / (the page logs in with --api_key as its password when one is set).
+    --index_dir DIR: a chat request with "retrieval": {"top_k": K} (or true), or a model id MODEL+docs, is answered over
+    the passages its question retrieves from DIR; the response carries them and the ones the answer cites in its
+    `retrieval` field. The page's 文档问答 tab uploads files into DIR (created if missing).
     """
     import uvicorn
 
@@ -63,19 +69,17 @@ def main(
         raise UsageError(f"--port must be from 1 to 65535, got {port}")
     try:
         engine = GenerationEngine.load(
-            base_model, lora_weights, load_8bit=parse_bool(load_8bit, "load_8bit"),
-            load_4bit=parse_bool(load_4bit, "load_4bit"), trust_remote_code=parse_bool(trust_remote_code,
-                                                                                    "trust_remote_code"),
-            bf16=None if bf16 is None else parse_bool(bf16, "bf16"), prompt_template=prompt_template,
+            base_model, lora_weights, load_8bit=load_8bit, load_4bit=load_4bit,
+            trust_remote_code=trust_remote_code, bf16=bf16, prompt_template=prompt_template,
             context_len=context_len, max_batch_size=max_batch_size,
-            batch_window_ms=batch_window_ms, queue_size=queue_size,
+            batch_window_ms=batch_window_ms, queue_size=queue_size, index_dir=index_dir, index_top_k=index_top_k,
             generation=generation_settings(
-                max_new_tokens=max_new_tokens, do_sample=None if do_sample is None else parse_bool(do_sample, "do_sample"),
+                max_new_tokens=max_new_tokens, do_sample=do_sample,
                 temperature=temperature, top_p=top_p, top_k=top_k, repetition_penalty=repetition_penalty,
                 no_repeat_ngram_size=no_repeat_ngram_size))
     except ServingError as err:
         raise UsageError(err.message) from err
-    app = create_app(engine, api_key=str(api_key) if api_key else None, web_page=parse_bool(web_page, "web_page"))
+    app = create_app(engine, api_key=str(api_key) if api_key else None, web_page=web_page)
     logger.info("Serving %s on http://%s:%d/v1 (OpenAI-compatible)%s", ", ".join(engine.model_ids()), host, port,
                 " with an API key" if api_key else "")
     try:

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Answer test cases with base + adapter (or the base alone). Each variable below, when set, becomes infer.py's
-# flag; unset, infer.py's own default applies. Extra arguments go to infer.py (e.g. --do_sample True).
-#   BASE_MODEL       (base_models/SmolLM2-135M-Instruct)
-#   LORA_WEIGHTS     adapter folder; empty = the base alone   (this script: outputs/lora-fin, finetune.sh's output)
-#   INFER_DATA_PATH  test cases; empty = interactive prompt  (this script: instruction_data/infer.json)
-#   OUTPUT_PATH      JSONL of answers                        (outputs/infer_results.jsonl)
-#   LOAD_8BIT (False)  MAX_NEW_TOKENS (256)  BATCH_SIZE (4)  LIMIT (0 = all cases; N = the first N)
-#   TEMPLATE         prompt template; empty = the one the adapter was trained with
+# flag; unset, infer.py's own default applies (docs/*/evaluation.md). Extra arguments go to infer.py
+# (e.g. --do_sample True).
+#   BASE_MODEL  OUTPUT_PATH  LOAD_8BIT  MAX_NEW_TOKENS  BATCH_SIZE  LIMIT (N: the first N cases)
+#   TEMPLATE         prompt template; unset = the one the adapter was trained with
+#   LORA_WEIGHTS     adapter folder; empty = the base alone; unset = finetune.py's output folder (settings.ADAPTER_DIR)
+#   INFER_DATA_PATH  test cases; empty = an interactive prompt; unset = the held-out set (settings.INFER_DATA)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 # The script answers the test set with the adapter finetune.sh wrote, unless told otherwise.
-LORA_WEIGHTS="${LORA_WEIGHTS-outputs/lora-fin}" INFER_DATA_PATH="${INFER_DATA_PATH-instruction_data/infer.json}"
+[ -n "${LORA_WEIGHTS+x}" ] || LORA_WEIGHTS="$(setting ADAPTER_DIR)"
+[ -n "${INFER_DATA_PATH+x}" ] || INFER_DATA_PATH="$(setting INFER_DATA)"
 
 add_flag --base_model BASE_MODEL
 add_flag --lora_weights LORA_WEIGHTS

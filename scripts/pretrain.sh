@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Continued pre-training on raw text (pretrain.py). Each variable below, when set, becomes pretrain.py's flag; unset,
-# pretrain.py's own default applies (utils/settings.py). Extra arguments go to pretrain.py as they are.
+# pretrain.py's own default applies (docs/*/pretrain.md). Extra arguments go to pretrain.py as they are.
 #   BASE_MODEL        base model folder (an extended base from extend_vocab.py, or stage 1's OUTPUT_DIR/merged)
 #   DATA_PATH         raw text: .txt / .jsonl files or folders, comma-separated, path:N for N documents
-#                     (instruction_data/pretrain)
-#   OUTPUT_DIR        where the adapter and OUTPUT_DIR/merged are saved   (outputs/pretrain)
-#   STAGE             1: only embeddings and LM head learn (--train_embeddings_only True); 2: LoRA + embeddings
-#   BLOCK_SIZE (512)  NUM_EPOCHS (1)  MAX_STEPS  BATCH_SIZE (16)  MICRO_BATCH_SIZE (4)  LEARNING_RATE (2e-4)
-#   NEW_ROWS_ONLY     stage 1 on an extended base: only the added rows learn (default) or, False, every row
-#   NPROC             processes/GPUs (1); NPROC=2 runs torchrun --nproc_per_node 2 (DDP).
+#   OUTPUT_DIR        where the adapter and OUTPUT_DIR/merged are saved
+#   STAGE             1: only embeddings and LM head learn (--train_embeddings_only True); 2 (if unset): LoRA +
+#                     embeddings
+#   BLOCK_SIZE  NUM_EPOCHS  MAX_STEPS  BATCH_SIZE  MICRO_BATCH_SIZE  LEARNING_RATE
+#   NEW_ROWS_ONLY     stage 1 on an extended base: only the added rows learn, or (False) every row
+#   NPROC             processes/GPUs, 1 if unset; NPROC=2 runs torchrun --nproc_per_node 2 (DDP).
 # Stage 1 then stage 2, then instruction tuning:
 #   STAGE=1 BASE_MODEL=base_models/SmolLM2-135M-Instruct-zh OUTPUT_DIR=outputs/pt-stage1 bash scripts/pretrain.sh
 #   STAGE=2 BASE_MODEL=outputs/pt-stage1/merged OUTPUT_DIR=outputs/pt-stage2 bash scripts/pretrain.sh

@@ -3,21 +3,25 @@
 # wait for the streamed answer, write a PNG, stop the server. With an adapter, the question goes to the base and
 # the adapter side by side (the Side-by-side tab); without one, to the base in the Chat tab.
 #   bash scripts/screenshot_chat.sh            settings from the environment:
-#   BASE_MODEL    (base_models/SmolLM2-135M-Instruct)
-#   LORA_WEIGHTS  adapter folder(s), NAME=PATH,...   (outputs/lora-fin when it exists; empty = the base alone)
-#   QUESTION      (什么是债券？)    MAX_TOKENS (96)    PORT (8765)    OUT (docs/chat_page.png)
+#   BASE_MODEL    unset: serve.py's default
+#   LORA_WEIGHTS  adapter folder(s), NAME=PATH,...; unset: finetune.py's output folder when it holds an adapter;
+#                 empty: the base alone
+#   QUESTION (什么是债券？)  MAX_TOKENS (96, typed into the page)  PORT (8765)  OUT (docs/chat_page.png)
 # Needs Chromium (Debian: apt-get install chromium fonts-noto-cjk) and Playwright (requirements-dev.txt).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-BASE_MODEL="${BASE_MODEL:-base_models/SmolLM2-135M-Instruct}"
-if [ -z "${LORA_WEIGHTS+x}" ] && [ -f outputs/lora-fin/adapter_config.json ]; then LORA_WEIGHTS=outputs/lora-fin; fi
+if [ -z "${LORA_WEIGHTS+x}" ]; then
+  adapter="$(setting ADAPTER_DIR)"
+  [ ! -f "$adapter/adapter_config.json" ] || LORA_WEIGHTS="$adapter"
+fi
 LORA_WEIGHTS="${LORA_WEIGHTS:-}"
 QUESTION="${QUESTION:-什么是债券？}" MAX_TOKENS="${MAX_TOKENS:-96}" PORT="${PORT:-8765}" OUT="${OUT:-docs/chat_page.png}"
 command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null \
   || { echo "error: no Chromium found; install it (Debian: apt-get install chromium fonts-noto-cjk)" >&2; exit 1; }
 
 log="$(mktemp)"
-server_args=(serve.py --base_model "$BASE_MODEL" --port "$PORT")
+add_flag --base_model BASE_MODEL
+server_args=(serve.py "${args[@]}" --port "$PORT")
 [ -z "$LORA_WEIGHTS" ] || server_args+=(--lora_weights "$LORA_WEIGHTS")
 "$PYTHON" "${server_args[@]}" >"$log" 2>&1 &
 server=$!

@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
 # Serve the base and adapters with an OpenAI-compatible API (and the web page) at http://HOST:PORT. Each variable
-# below, when set, becomes serve.py's flag; unset, serve.py's own default applies. Extra arguments go to serve.py.
-#   BASE_MODEL      (base_models/SmolLM2-135M-Instruct)
-#   LORA_WEIGHTS    adapters: PATH,PATH or NAME=PATH,NAME=PATH; empty = the base alone
-#   HOST (127.0.0.1)  PORT (8000)  API_KEY (none: no key needed)
-#   LOAD_8BIT (False)  LOAD_4BIT (False)  MAX_NEW_TOKENS (256: for requests without max_tokens)
-#   BF16 (unset: bf16 where the hardware has it natively; False: full precision, batch-invariant greedy answers)
-#   MAX_BATCH_SIZE (16)  BATCH_WINDOW_MS (10)  QUEUE_SIZE (64: more waiting requests get 503)
-#   TEMPLATE        the base's prompt template; empty = its own chat template (adapters use their training one)
-#   WEB_PAGE (True: the chat page at /)
+# below, when set, becomes serve.py's flag; unset, serve.py's own default applies (docs/*/serving.md). Extra
+# arguments go to serve.py.
+#   BASE_MODEL  HOST  PORT  API_KEY (unset: no key needed)  LOAD_8BIT  LOAD_4BIT  MAX_BATCH_SIZE  BATCH_WINDOW_MS
+#   QUEUE_SIZE (more waiting requests get 503)  WEB_PAGE (the chat page at /)
+#   LORA_WEIGHTS    adapters: PATH,PATH or NAME=PATH,NAME=PATH; unset = the base alone
+#   MAX_NEW_TOKENS  for requests without max_tokens
+#   BF16            unset: bf16 where the hardware has it natively; False: full precision, batch-invariant answers
+#   TEMPLATE        the base's prompt template; unset = its own chat template (adapters use their training one)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 

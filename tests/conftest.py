@@ -25,13 +25,21 @@ RECORDS = [
 ]
 
 
+def pytest_collection_modifyitems(config, items):
+    """A test that uses the embedded base is slow, wherever it is: one rule instead of a mark on each."""
+    for item in items:
+        if "smollm2" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 def write_json(path: Path, value) -> Path:
     path.write_text(json.dumps(value, ensure_ascii=False, indent=1), encoding="utf-8")
     return path
 
 
-def build_tiny_model(folder: Path, hidden_size: int = 64, seed: int = 0) -> Path:
-    """A 2-layer random Llama and a byte-level BPE tokenizer trained on the fixture records."""
+def build_tiny_model(folder: Path, hidden_size: int = 64, seed: int = 0, tied: bool = False) -> Path:
+    """A 2-layer random Llama and a byte-level BPE tokenizer trained on the fixture records; TIED shares the
+    input embeddings with the LM head, as the embedded SmolLM2 base does."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -49,7 +57,8 @@ def build_tiny_model(folder: Path, hidden_size: int = 64, seed: int = 0) -> Path
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=512, initializer_range=0.2, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+                         max_position_embeddings=512, initializer_range=0.2, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+                         tie_word_embeddings=tied)
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

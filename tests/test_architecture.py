@@ -123,7 +123,7 @@ for name, fn in [("finetune", finetune.train), ("infer", infer.main), ("compare"
                  ("check", check), ("generate", generation.generate),
                  ("reference_loss", reference_loss.reference_loss), ("check_file", data.check.check_file)]:
     out[name] = {k: p.default for k, p in inspect.signature(fn).parameters.items()
-                 if k in ("cutoff_len", "base_model", "prompt_template_name", "prompt_template")}
+                 if k in ("cutoff_len", "base_model", "prompt_template")}
 out["generate"]["max_new_tokens"] = inspect.signature(generation.generate).parameters["generation"].default.max_new_tokens
 out["infer"]["max_new_tokens"] = generation.generation_settings().max_new_tokens
 print(json.dumps(out))
@@ -139,7 +139,7 @@ def test_a_default_changed_in_settings_changes_every_entry_point():
         assert defaults[name]["base_model"] == "base_models/Other", name
     for name in ("finetune", "check", "reference_loss", "check_file"):
         assert defaults[name]["cutoff_len"] == 77, name
-    assert defaults["finetune"]["prompt_template_name"] == defaults["check"]["prompt_template"] == "alpaca"
+    assert defaults["finetune"]["prompt_template"] == defaults["check"]["prompt_template"] == "alpaca"
     assert defaults["infer"]["max_new_tokens"] == defaults["generate"]["max_new_tokens"] == 33
 
 

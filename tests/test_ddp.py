@@ -35,6 +35,8 @@ def test_two_process_ddp_run(tiny_model, tmp_path):
     assert json.loads((out / "train_summary.json").read_text())["eval_loss"] > 0
     # batch_size 4 = 2 processes x micro-batch 2, so no gradient accumulation.
     assert "DDP: 2 processes, backend gloo, 1 gradient accumulation step(s) each" in done.stderr
+    # the label-position head is off under DDP (the wrapped forward must run), and the log says so
+    assert "LM head on label positions only: off, the model is wrapped for DistributedDataParallel" in done.stderr
 
     # The same global batch in one process: gradients of the DDP run were averaged across both processes.
     import torch

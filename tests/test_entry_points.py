@@ -63,6 +63,9 @@ def run_entry(target, args, capsys, monkeypatch):
 
 
 FT = ["--load_8bit", "False", "--max_steps", "1"]
+# infer and evaluate write into outputs/ by default: every case points them into pair["out"], which must stay absent
+INFER_OUT = ["--output_path", "{out}/answers.jsonl"]
+EVAL_OUT = ["--output_dir", "{out}"]
 CASES = {
     "finetune-micro-batch-over-batch": ("finetune.py", ["--base_model", "{base}", "--data_path", "{data}", "--output_dir",
                                                         "{out}", "--batch_size", "2", "--micro_batch_size", "4", *FT],
@@ -78,12 +81,12 @@ CASES = {
                                                  "{finished}", *FT], "{finished} already holds a finished adapter"),
 
     # name: (entry point, flags, what the message must name)
-    "infer-missing-data": ("infer.py", ["--base_model", "{base}", "--infer_data_path", "{missing}"], "{missing}"),
-    "infer-malformed-data": ("infer.py", ["--base_model", "{base}", "--infer_data_path", "{malformed}"],
+    "infer-missing-data": ("infer.py", [*INFER_OUT, "--base_model", "{base}", "--infer_data_path", "{missing}"], "{missing}"),
+    "infer-malformed-data": ("infer.py", [*INFER_OUT, "--base_model", "{base}", "--infer_data_path", "{malformed}"],
                              "{malformed}: line 2"),
-    "infer-wrong-pair": ("infer.py", ["--base_model", "{other}", "--lora_weights", "{adapter}", "--infer_data_path",
+    "infer-wrong-pair": ("infer.py", [*INFER_OUT, "--base_model", "{other}", "--lora_weights", "{adapter}", "--infer_data_path",
                                       "{data}"], "{adapter}/adapter_model.safetensors"),
-    "infer-cut-adapter": ("infer.py", ["--base_model", "{base}", "--lora_weights", "{cut}", "--infer_data_path",
+    "infer-cut-adapter": ("infer.py", [*INFER_OUT, "--base_model", "{base}", "--lora_weights", "{cut}", "--infer_data_path",
                                        "{data}"], "{cut}/adapter_model.safetensors: does not load"),
     "compare-missing-data": ("compare.py", ["--base_model", "{base}", "--infer_data_path", "{missing}",
                                             "--output_dir", "{out}"], "{missing}"),
@@ -92,10 +95,10 @@ CASES = {
     "compare-wrong-pair": ("compare.py", ["--base_model", "{other}", "--lora_weights", "{adapter}",
                                           "--infer_data_path", "{data}", "--general_data_path", "", "--exam_dir", "",
                                           "--output_dir", "{out}"], "{adapter}/adapter_model.safetensors"),
-    "evaluate-missing-exam": ("evaluate.py", ["--base_model", "{base}", "--exam_dir", "{missing}"], "{missing}"),
-    "evaluate-malformed-exam": ("evaluate.py", ["--base_model", "{base}", "--exam_dir", "{exam}"],
+    "evaluate-missing-exam": ("evaluate.py", [*EVAL_OUT, "--base_model", "{base}", "--exam_dir", "{missing}"], "{missing}"),
+    "evaluate-malformed-exam": ("evaluate.py", [*EVAL_OUT, "--base_model", "{base}", "--exam_dir", "{exam}"],
                                 "{exam}/val/bank_val.csv"),
-    "evaluate-wrong-pair": ("evaluate.py", ["--base_model", "{other}", "--lora_weights", "{adapter}"],
+    "evaluate-wrong-pair": ("evaluate.py", [*EVAL_OUT, "--base_model", "{other}", "--lora_weights", "{adapter}"],
                             "{adapter}/adapter_model.safetensors"),
     "merge-missing-adapter": ("merge_lora.py", ["--base_model", "{base}", "--lora_weights", "{missing}",
                                                 "--output_dir", "{out}"], "{missing}"),
@@ -124,10 +127,17 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_is_exit_1_and_one_error_line_naming_the_file(case, pair, capsys, monkeypatch):
     target, flags, named = CASES[case]
+    # each case says where its output would go (the finished-adapter case: the folder it must not overwrite)
+    assert any(f in " ".join(flags) for f in ("{out}", "{finished}")) or target.startswith("-m ")
+    outputs_before = sorted((ROOT / "outputs").rglob("*")) if (ROOT / "outputs").exists() else None
     status, stderr = run_entry(target, [f.format(**pair) for f in flags], capsys, monkeypatch)
     lines = [line for line in stderr.strip().splitlines() if line.startswith("error: ")]
     assert status == 1, stderr[-2000:]
     assert len(lines) == 1 and stderr.strip().endswith(lines[0]), stderr[-2000:]
     assert named.format(**pair) in lines[0], lines[0]
     assert "Traceback" not in stderr
+    # every case names an output inside pair["out"] (infer and evaluate too): a refused input writes nothing there,
+    # and nothing into the repository's own outputs/ (where a user's results live)
     assert not pair["out"].exists(), "nothing is written for a refused input"
+    outputs_after = sorted((ROOT / "outputs").rglob("*")) if (ROOT / "outputs").exists() else None
+    assert outputs_after == outputs_before

@@ -261,3 +261,23 @@ def test_recipe_flags_all_linear_schedule_neftune_and_every_checkpoint_kept(tiny
 
     noisy, quiet = load_file(out / "adapter_model.safetensors"), load_file(plain / "adapter_model.safetensors")
     assert any(not torch.equal(noisy[k], quiet[k]) for k in quiet)
+
+
+def test_the_quickstart_length_turns_gradient_checkpointing_on_and_still_learns(tiny_model, train_file, tmp_path):
+    """cutoff 1280 x micro-batch 4 is over the automatic threshold (utils/hardware.py): checkpointing is on by
+    default there, and the run learns as one without it."""
+    from utils.hardware import CHECKPOINTING_TOKENS
+
+    assert 1280 * 4 >= CHECKPOINTING_TOKENS
+    out = tmp_path / "lora"
+    finetune.train(base_model=tiny_model, data_path=train_file, output_dir=str(out), load_8bit=False,
+                   micro_batch_size=4, batch_size=4, learning_rate=1e-2, cutoff_len=1280, max_steps=12, save_steps=12,
+                   logging_steps=1, lora_dropout=0.0)
+    assert json.loads((out / "cornucopia.json").read_text())["gradient_checkpointing"] is True
+    losses = logged_losses(out)
+    assert sum(losses[-3:]) / 3 < 0.9 * sum(losses[:3]) / 3, losses
+    plain = tmp_path / "plain"
+    finetune.train(base_model=tiny_model, data_path=train_file, output_dir=str(plain), load_8bit=False,
+                   micro_batch_size=4, batch_size=4, learning_rate=1e-2, cutoff_len=1280, max_steps=12, save_steps=12,
+                   logging_steps=1, lora_dropout=0.0, gradient_checkpointing=False)
+    assert logged_losses(plain) == pytest.approx(losses, rel=1e-4)  # recomputation changes nothing but memory

@@ -67,6 +67,7 @@ def test_q8_0_export_and_unknown_type(small_llama, tmp_path):
         export_gguf(folder, "q3_weird")
 
 
+@pytest.mark.llama_cpp
 def test_4bit_types_use_llama_cpp_or_say_how_to_get_it(small_llama, tmp_path):
     import importlib.util
     import shutil

@@ -3,6 +3,7 @@ import json
 import logging
 from pathlib import Path
 
+import pytest
 import torch
 from transformers import DataCollatorForSeq2Seq
 
@@ -63,3 +64,24 @@ def test_training_with_the_head_on_labels_only_logs_the_same_losses(tiny_model, 
     assert "the LM head now skips prompt and padding positions" in caplog.text and "differs" not in caplog.text
     for fast, full in zip(runs[True], runs[False]):
         assert abs(fast - full) < 1e-3 * max(1.0, abs(full)), runs
+
+
+def test_a_label_position_loss_that_differs_falls_back_to_the_models_own(tiny_model, train_file, tmp_path, caplog,
+                                                                         monkeypatch):
+    """Where the fast loss would not be the model's (an architecture it does not fit), the first batch's check
+    switches it off with a warning and training goes on with the model's own loss: the same losses as without it."""
+    from utils import label_loss
+
+    real = label_loss.label_position_loss
+    monkeypatch.setattr(label_loss, "label_position_loss",
+                        lambda *args: (lambda total, count: (total * 1.5, count))(*real(*args)))
+    caplog.set_level(logging.INFO, logger="utils.label_loss")
+    runs = {}
+    for label_only in (True, False):
+        out = tmp_path / str(label_only)
+        finetune.train(base_model=tiny_model, data_path=train_file, output_dir=str(out), max_steps=3, save_steps=3,
+                       batch_size=2, micro_batch_size=2, cutoff_len=128, learning_rate=1e-2, logging_steps=1,
+                       bf16=False, head_on_labels_only=label_only, lora_dropout=0.0)  # the same masks in both
+        runs[label_only] = logged_losses(out)
+    assert "differs from the model's own" in caplog.text and "using the model's own loss" in caplog.text
+    assert runs[True] == pytest.approx(runs[False], abs=1e-6)

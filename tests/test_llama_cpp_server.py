@@ -27,8 +27,9 @@ def llama_cpp_server_missing() -> str | None:
     return None
 
 
-pytestmark = pytest.mark.skipif(bool(llama_cpp_server_missing()), reason=f"{llama_cpp_server_missing()}: "
-                                f"`bash scripts/setup_llama_cpp.sh --runtime` builds {LLAMA_CPP_RUNTIME} (several minutes)")
+pytestmark = [pytest.mark.llama_cpp,
+              pytest.mark.skipif(bool(llama_cpp_server_missing()), reason=f"{llama_cpp_server_missing()}: `bash "
+                                 f"scripts/setup_llama_cpp.sh --runtime` builds {LLAMA_CPP_RUNTIME} (several minutes)")]
 PROMPT = "什么是债券？"
 MAX_TOKENS = 8
 

@@ -1,6 +1,7 @@
 """Continued pre-training: raw text read and packed into blocks, stage 1 touches only embedding rows, stage 2 feeds
 instruction tuning."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -122,6 +123,31 @@ def test_stage_one_changes_only_the_new_embedding_rows(extended, corpus, tmp_pat
     info = json.loads((tmp_path / "s1" / "merged" / "cornucopia.json").read_text())
     assert (info["kind"], info["stage"], info["block_size"], info["corpus"]) == ("pretrained", 1, 32, str(corpus))
     assert info["corpus_counts"]["blocks"] > 3 and (tmp_path / "s1" / "merged" / "added_tokens.txt").is_file()
+
+
+def test_a_tied_base_is_extended_and_stage_one_keeps_it_tied(corpus, tmp_path):
+    """The embedded SmolLM2 ties its LM head to the input embeddings: extension and stage 1 must keep one matrix."""
+    from conftest import build_tiny_model
+
+    tied = build_tiny_model(tmp_path / "tied", tied=True)
+    extended = tmp_path / "tied-extended"
+    extend_base(str(tied), ROOT / "instruction_data" / "fin_data.json", 3000, extended)
+    before = load_file(str(extended / "model.safetensors"))
+    assert "lm_head.weight" not in before  # one matrix, stored once
+    summary = run_stage(extended, corpus, tmp_path / "s1", stage1=True)
+    merged = Path(summary["merged"])
+    after = load_file(str(merged / "model.safetensors"))
+    assert set(before) == set(after)
+    new_rows = json.loads((extended / "cornucopia.json").read_text())["added_tokens"]
+    first_new = before["model.embed_tokens.weight"].shape[0] - new_rows
+    embed_before, embed_after = before["model.embed_tokens.weight"], after["model.embed_tokens.weight"]
+    assert torch.equal(embed_before[:first_new], embed_after[:first_new])
+    assert not torch.equal(embed_before[first_new:], embed_after[first_new:])
+    assert all(torch.equal(before[n], after[n]) for n in before if n != "model.embed_tokens.weight")
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(merged)
+    assert model.config.tie_word_embeddings and model.lm_head.weight is model.model.embed_tokens.weight
 
 
 def test_stage_two_result_feeds_instruction_tuning(tiny_model, corpus, tmp_path):

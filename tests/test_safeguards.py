@@ -145,32 +145,50 @@ def test_resume_from_a_named_cut_off_checkpoint_is_refused(two_checkpoints, tiny
                        resume_from_checkpoint=str(two_checkpoints / "checkpoint-2"), **FAST)
 
 
-@pytest.fixture()
-def small_disk(tmp_path):
-    """A 200 KiB tmpfs: room for one checkpoint of the tiny model (about 124 KiB in pages), not two."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
+def mount_small_disk(mount) -> str:
+    """Mount a 200 KiB tmpfs on MOUNT; '' when done, else why it could not be."""
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mount)], capture_output=True,
                           text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a size-limited tmpfs here ({done.stderr.strip() or 'mount failed'}); "
-                    f"needs root or CAP_SYS_ADMIN")
-    yield mount
-    subprocess.run(["umount", "--lazy", str(mount)], check=False)  # lazy: the failed save may still hold a file open
+    return "" if done.returncode == 0 else (done.stderr.strip() or "mount failed")
 
 
-def test_a_full_disk_names_the_folder_and_keeps_the_previous_checkpoint(small_disk, tiny_model, train_file):
-    out = small_disk / "o"
-    with pytest.raises(safeguards.TrainingFault) as caught:
-        finetune.train(base_model=tiny_model, data_path=train_file, output_dir=str(out), max_steps=6,
-                       save_steps=2, **FAST)
-    message = str(caught.value)
-    assert message.startswith(f"no space left on the disk of {out} while saving checkpoint-4")
-    needed = int(message.split("needs about ")[1].split(" bytes")[0].replace(",", ""))
-    assert needed == safeguards.folder_bytes(out / "checkpoint-2") > 50_000
-    assert f"previous checkpoint {out / 'checkpoint-2'} is intact" in message
-    safeguards.check_checkpoint(out / "checkpoint-2")
-    assert not (out / "checkpoint-4").exists() and not (out / "adapter_model.safetensors").exists()
+def test_a_full_disk_names_the_folder_and_keeps_the_previous_checkpoint(tiny_model, train_file, tmp_path):
+    """A 200 KiB tmpfs: room for one checkpoint of the tiny model (about 124 KiB in pages), not two.
+
+    Mounting needs root or CAP_SYS_ADMIN; without them the test runs itself again inside a user namespace where
+    the user is root (unshare --user --map-root-user --mount), so it is not skipped on a developer's machine."""
+    import os
+    import sys
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    why = mount_small_disk(mount)
+    if why:
+        if os.environ.get("CORNUCOPIA_IN_NAMESPACE"):
+            pytest.fail(f"cannot mount a tmpfs even inside a user namespace: {why}")
+        here = f"{__file__}::test_a_full_disk_names_the_folder_and_keeps_the_previous_checkpoint"
+        done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", sys.executable, "-m", "pytest",
+                               "-q", here], capture_output=True, text=True,
+                              env={**os.environ, "CORNUCOPIA_IN_NAMESPACE": "1"})
+        if "unshare:" in done.stderr and done.returncode != 0 and "passed" not in done.stdout:
+            pytest.skip(f"cannot mount a size-limited tmpfs ({why}) and user namespaces are off here: "
+                        f"{done.stderr.strip()[:200]}")
+        assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout[-3000:] + done.stderr[-2000:]
+        return
+    try:
+        out = mount / "o"
+        with pytest.raises(safeguards.TrainingFault) as caught:
+            finetune.train(base_model=tiny_model, data_path=train_file, output_dir=str(out), max_steps=6,
+                           save_steps=2, **FAST)
+        message = str(caught.value)
+        assert message.startswith(f"no space left on the disk of {out} while saving checkpoint-4")
+        needed = int(message.split("needs about ")[1].split(" bytes")[0].replace(",", ""))
+        assert needed == safeguards.folder_bytes(out / "checkpoint-2") > 50_000
+        assert f"previous checkpoint {out / 'checkpoint-2'} is intact" in message
+        safeguards.check_checkpoint(out / "checkpoint-2")
+        assert not (out / "checkpoint-4").exists() and not (out / "adapter_model.safetensors").exists()
+    finally:
+        subprocess.run(["umount", "--lazy", str(mount)], check=False)  # lazy: the failed save may hold a file open
 
 
 def test_a_complete_checkpoint_passes_and_json_step_must_match(two_checkpoints):

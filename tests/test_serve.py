@@ -15,7 +15,7 @@ import openai
 import pytest
 import uvicorn
 
-from utils.generation import TextStream
+from utils.serving.decoder import TextStream
 from utils.loading import load_tokenizer
 from utils.serving.api import create_app
 from utils.serving.engine import GenerationEngine
@@ -213,19 +213,42 @@ def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(server):
     assert chat(server.client(), "fin", "hi", max_tokens=4).choices[0].message.content is not None
 
 
-def test_sixteen_concurrent_mixed_requests_each_match_their_solo_answer(server):
+def test_sixteen_concurrent_requests_are_batched_late_ones_join_and_each_is_infers_answer(server, smollm2, adapter):
+    """Rows share decoding steps (the batch grows past one row), requests sent while a batch runs join it, and
+    every answer equals the one infer.py's path (transformers' generate, one prompt at a time) gives."""
+    from utils.adapters import inference_prompter, load_for_inference
+    from utils.generation import answer_cases, generation_settings
+
     client = server.client()
     jobs = [(model, q) for q in QUESTIONS for model in ("SmolLM2-135M-Instruct", "fin")]
-    solo = {job: chat(client, *job).choices[0].message.content for job in jobs}
+    before = dict(server.engine.stats)
     with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
-        futures = {job: pool.submit(lambda j: chat(client, *j).choices[0].message.content, job) for job in jobs}
+        futures = {job: pool.submit(lambda j: chat(client, *j).choices[0].message.content, job) for job in jobs[:8]}
+        deadline = time.perf_counter() + 60
+        while server.engine.running() == 0:  # the first requests are decoding: the rest arrive late
+            assert time.perf_counter() < deadline, "no batch started"
+            time.sleep(0.01)
+        futures.update({job: pool.submit(lambda j: chat(client, *j).choices[0].message.content, job)
+                        for job in jobs[8:]})
         began = time.perf_counter()
         health = httpx.get(server.url + "/health", timeout=10)  # answered while the batch runs
         health_seconds = time.perf_counter() - began
         together = {job: f.result() for job, f in futures.items()}
     assert health.status_code == 200 and health_seconds < 2
-    assert together == solo
-    assert len(set(solo.values())) > len(QUESTIONS)  # the adapter's answers are not the base's
+    stats = server.engine.stats
+    assert stats["max_rows"] > 1, "rows were decoded one at a time: a serial engine"
+    assert stats["joined_running_batch"] > before["joined_running_batch"], "no late request joined a running batch"
+    expected = {}
+    for model, adapter_path in (("SmolLM2-135M-Instruct", None), ("fin", adapter)):
+        loaded, tokenizer = load_for_inference(smollm2, adapter_path)
+        loaded.float()  # the server runs in full precision here (bf16 False)
+        prompter = inference_prompter(tokenizer, None, adapter_path, prefer_chat=True)
+        rows = answer_cases(loaded, tokenizer, prompter, [{"instruction": q, "input": "", "output": ""}
+                                                          for q in QUESTIONS], batch_size=1,
+                            generation=generation_settings(max_new_tokens=TOKENS), progress=False)
+        expected.update({(model, q): row["model_output"] for q, row in zip(QUESTIONS, rows)})
+    assert {job: text.strip() for job, text in together.items()} == expected
+    assert len(set(expected.values())) > len(QUESTIONS)  # the adapter's answers are not the base's
 
 
 @pytest.fixture(scope="module")

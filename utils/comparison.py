@@ -14,8 +14,7 @@ from pathlib import Path
 import torch
 
 from utils import report
-from utils.adapters import (check_adapter_fits_base, inference_prompter, load_for_inference, trained_cutoff,
-                            trained_template)
+from utils.adapters import check_adapter_fits_base, inference_prompter, load_for_inference, trained_cutoff
 from utils.errors import UsageError
 from utils.exam import evaluate_exam
 from utils.generation import answer_cases, tokens_per_second, write_answers
@@ -37,7 +36,8 @@ class ModelSpec:
     label: str
     base_model: str
     lora_weights: str | None = None
-    template: str | None = None  # --prompt_template overrides it (but not "chat"); None: the adapter's own
+    template: str | None = None  # "chat": the base's own chat template where it has one
+    template_from: str | None = None  # the base alone asked in this adapter's training template
 
 
 def model_specs(base_model: str, lora_weights: list[str] = (), models: list[str] = (),
@@ -55,8 +55,9 @@ def model_specs(base_model: str, lora_weights: list[str] = (), models: list[str]
         if base_template in ("chat", "both"):
             specs.append(ModelSpec("base", base_model, template=CHAT_TEMPLATE))
         if base_template in ("training", "both"):
+            # asked as the first adapter is: the same template lookup, with that adapter's run info
             specs.append(ModelSpec("base" if base_template == "training" else "base-training-template", base_model,
-                                   template=trained_template(training) if training else None))
+                                   template_from=training))
         specs += [ModelSpec(Path(a).name or a, base_model, a) for a in lora_weights]
     for entry in models:
         label, sep, target = entry.partition("=")
@@ -91,14 +92,11 @@ def markdown_table(cases: list[dict], answers: dict[str, list[dict]]) -> str:
 
 
 def spec_prompter(spec: ModelSpec, tokenizer, prompt_template: str | None):
-    """The Prompter a model is asked with; a base without a chat template falls back to the training one."""
+    """The Prompter a model is asked with (utils.adapters.trained_template decides; --prompt_template wins, except
+    for the row that asks the base in its own chat template)."""
     if spec.template == CHAT_TEMPLATE:
-        if getattr(tokenizer, "chat_template", None):
-            return inference_prompter(tokenizer, CHAT_TEMPLATE)
-        logger.info("Model '%s': the base has no chat template of its own; asking it in the training template",
-                    spec.label)
-        return inference_prompter(tokenizer, prompt_template)
-    return inference_prompter(tokenizer, prompt_template or spec.template, spec.lora_weights)
+        return inference_prompter(tokenizer, prefer_chat=True)
+    return inference_prompter(tokenizer, prompt_template, spec.lora_weights or spec.template_from)
 
 
 def compare(specs: list[ModelSpec], cases: list[dict], output_dir, load_8bit=False, load_4bit=False,

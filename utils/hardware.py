@@ -10,6 +10,9 @@ Rules (README "Speed" / "速度"):
 - gradient checkpointing: recomputing activations costs about a third of the step time, so it is on by
   default only when a micro-batch holds many tokens (cutoff_len x micro_batch_size >= CHECKPOINTING_TOKENS).
 - threads: one per physical core (torch's default on most machines; set here when it differs).
+
+CORNUCOPIA_NO_BF16=1 makes a CPU with native bf16 behave as one without (every automatic choice takes the float32
+path), so the path most laptops take can be measured on a machine that has bf16.
 """
 from __future__ import annotations
 
@@ -41,6 +44,8 @@ def _probe(name: str) -> bool:
 
 def cpu_bf16_features() -> list[str]:
     """The native bf16 matrix-multiply features this CPU has (empty: bf16 would be emulated)."""
+    if os.environ.get("CORNUCOPIA_NO_BF16", "") not in ("", "0"):
+        return []
     return [feature for feature, probe in (("AMX", "_is_amx_tile_supported"),
                                            ("AVX512-BF16", "_is_avx512_bf16_supported")) if _probe(probe)]
 
@@ -74,12 +79,14 @@ def cpu_model() -> str:
     return "unknown"
 
 
-def resolve_bf16(flag, device: torch.device | str = "cpu") -> bool:
-    """--bf16: None (auto) = bf16 exactly where the hardware has it; True/False as given."""
+def resolve_bf16(flag, device: torch.device | str = "cpu", log: bool = True) -> bool:
+    """--bf16, the one place it is decided: None (auto) = bf16 exactly where the hardware has it; True/False as given."""
     device = torch.device(device)
     if flag is None:
         chosen = native_bf16(device)
-        logger.info("bf16 %s on %s (auto; --bf16 False/True overrides)", "on" if chosen else "off", describe(device))
+        if log:
+            logger.info("bf16 %s on %s (auto; --bf16 False/True overrides)", "on" if chosen else "off",
+                        describe(device))
         return chosen
     if flag and not native_bf16(device):
         logger.warning("--bf16 True on %s, which has no native bf16: expect it to be much slower than float32",

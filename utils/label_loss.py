@@ -67,9 +67,13 @@ class LabelPositionTrainer(Trainer):
         return same
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self._label_only != "off" and self.accelerator.unwrap_model(model) is not model:
+            # DDP (or FSDP, DeepSpeed) synchronizes gradients in the wrapped model's forward, which must run
+            self._label_only = "off"
+            logger.info("LM head on label positions only: off, the model is wrapped for %s (its own forward runs)",
+                        type(model).__name__)
         usable = (self._label_only != "off" and not return_outputs and "labels" in inputs
-                  and self.accelerator.unwrap_model(model) is model and self.label_smoother is None
-                  and self.compute_loss_func is None)
+                  and self.label_smoother is None and self.compute_loss_func is None)
         if not usable:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         rng_before = (torch.get_rng_state(), torch.cuda.get_rng_state() if torch.cuda.is_available() else None) \

@@ -14,7 +14,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
 from utils.errors import CornucopiaError
-from utils.hardware import native_bf16
+from utils.hardware import resolve_bf16
 from utils.settings import BASE_MODELS_DIR
 
 logger = logging.getLogger(__name__)
@@ -36,19 +36,10 @@ def pick_device() -> torch.device:
     return torch.device("cpu")
 
 
-def compute_dtype(device: torch.device) -> torch.dtype:
-    """bf16 where the hardware multiplies it natively (utils.hardware), else float16 on GPUs, float32 on CPUs."""
-    if native_bf16(device):
-        return torch.bfloat16
-    return torch.float16 if device.type == "cuda" else torch.float32
-
-
-def inference_dtype(bf16, device: torch.device) -> torch.dtype:
-    """`--bf16` at inference: None = the hardware rule above, True = bfloat16, False = no bf16 (float32 on
-    CPUs, float16 on GPUs). Greedy answers are batch-invariant only without bf16's rounding."""
-    if bf16 is None:
-        return compute_dtype(device)
-    if bf16:
+def compute_dtype(device: torch.device, bf16: bool | None = None) -> torch.dtype:
+    """bf16 as utils.hardware.resolve_bf16 decides (None: where the hardware multiplies it natively), else float16
+    on GPUs, float32 on CPUs. Greedy answers are batch-invariant only without bf16's rounding."""
+    if resolve_bf16(bf16, device, log=False):
         return torch.bfloat16
     return torch.float16 if device.type == "cuda" else torch.float32
 

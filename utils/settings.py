@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BASE_MODELS_DIR = ROOT / "base_models"
 TEMPLATES_DIR = ROOT / "templates"
 
-BASE_MODEL = "base_models/SmolLM2-135M-Instruct"
+DEFAULT_BASE_NAME = "SmolLM2-135M-Instruct"  # the embedded default (utils/base_models.py fetches it)
+BASE_MODEL = f"base_models/{DEFAULT_BASE_NAME}"
+ADAPTER_DIR = "outputs/lora-fin"  # where finetune.py saves, and what scripts/infer.sh and comparison_test.sh ask
 TRAIN_DATA = "instruction_data/fin_data.json"
 INFER_DATA = "instruction_data/infer.json"
 GENERAL_DATA = "evaluation_data/general.json"

@@ -23,7 +23,7 @@ from utils.data.records import split_train_val
 from utils.data.tokenize import build_dataset
 from utils.errors import CornucopiaError
 from utils.files import atomic_write_json
-from utils.hardware import native_bf16
+from utils.hardware import resolve_bf16
 from utils.label_loss import LabelPositionTrainer
 
 logger = logging.getLogger(__name__)
@@ -110,8 +110,7 @@ def build_training_arguments(output_dir, micro_batch_size, gradient_accumulation
                              report_to_wandb, bf16=None, lr_scheduler_type="cosine", neftune_noise_alpha=0.0,
                              save_total_limit=3):
     cuda = torch.cuda.is_available()
-    if bf16 is None:  # auto: bf16 where the GPU or CPU multiplies it natively (utils.hardware)
-        bf16 = native_bf16("cuda" if cuda else "cpu")
+    bf16 = resolve_bf16(bf16, "cuda" if cuda else "cpu", log=False)
     return TrainingArguments(
         output_dir=output_dir,
         per_device_train_batch_size=micro_batch_size,

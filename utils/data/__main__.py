@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from utils.cli import parse_bool, run
+from utils.cli import bool_flags, run
 from utils.data.check import NEAR_DUPLICATE_THRESHOLD, check_file
 from utils.data.mixing import mix, parse_data_path
 from utils.loading import load_tokenizer
@@ -11,6 +11,7 @@ from utils.prompter import Prompter
 from utils.settings import CUTOFF_LEN, PROMPT_TEMPLATE
 
 
+@bool_flags
 def check(path: str, tokenizer: str = "", cutoff_len: int = CUTOFF_LEN, prompt_template: str = PROMPT_TEMPLATE,
           threshold: float = NEAR_DUPLICATE_THRESHOLD, require_output=True, as_of: str = "", max_age_days: int = None,
           seed: int = 42):
@@ -24,7 +25,7 @@ def check(path: str, tokenizer: str = "", cutoff_len: int = CUTOFF_LEN, prompt_t
     tok = load_tokenizer(tokenizer) if tokenizer else None
     prompter = Prompter(prompt_template, tok) if tok is not None else None
     items = parse_data_path(path)
-    reports = [check_file(item.path, tok, prompter, cutoff_len, parse_bool(require_output, "require_output"),
+    reports = [check_file(item.path, tok, prompter, cutoff_len, require_output,
                           threshold, as_of=as_of, max_age_days=max_age_days) for item in items]
     print("\n\n".join(report.render() for report in reports))
     unusable = any(report.unusable for report in reports)

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from utils.retrieval.answer import citations, public_passages
 from utils.serving.engine import BadRequestError, GenerationEngine, Job, ServingError
 
 logger = logging.getLogger(__name__)
@@ -26,8 +27,10 @@ CHAT_FIELDS = {"model": (str,), "messages": (list,), "max_tokens": (int, None), 
                "stream": (bool, None), "stop": (str, list, None), "seed": (int, None),
                "stream_options": (dict, None), "ignore_eos": (bool, None),
                # vLLM's extra sampling parameters, under its names
-               "top_k": (int, None), "repetition_penalty": (int, float, None), "no_repeat_ngram_size": (int, None)}
-COMPLETION_FIELDS = {**{k: v for k, v in CHAT_FIELDS.items() if k != "messages"},
+               "top_k": (int, None), "repetition_penalty": (int, float, None), "no_repeat_ngram_size": (int, None),
+               # this server's own: answer over the documents of --index_dir ({"top_k": 3} or true)
+               "retrieval": (bool, dict, None)}
+COMPLETION_FIELDS = {**{k: v for k, v in CHAT_FIELDS.items() if k not in ("messages", "retrieval")},
                      "prompt": (str, list), "echo": (bool, None), "logprobs": (int, bool, None)}
 
 
@@ -81,20 +84,25 @@ def create_app(engine: GenerationEngine, api_key: str | None = None, web_page: b
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "models": engine.model_ids(), "running": engine.running(), "queued": engine.queued()}
+        return {"status": "ok", "models": engine.model_ids(), "running": engine.running(), "queued": engine.queued(),
+                "batching": engine.stats}
 
     @app.get("/v1/models")
     async def models():
-        return {"object": "list", "data": [
-            {"id": name, "object": "model", "created": created, "owned_by": "cornucopia",
-             "root": engine.adapters.get(name, engine.base_id),
-             "parent": None if name == engine.base_id else engine.base_id}
-            for name in engine.model_ids()]}
+        entries = [{"id": name, "object": "model", "created": created, "owned_by": "cornucopia",
+                    "root": engine.adapters.get(name, engine.base_id),
+                    "parent": None if name == engine.base_id else engine.base_id}
+                   for name in engine.model_ids()]
+        # MODEL+docs: the same model answering over the server's documents (--index_dir)
+        entries += [{"id": name, "object": "model", "created": created, "owned_by": "cornucopia",
+                     "root": engine.index_dir, "parent": name[:-len("+docs")]} for name in engine.docs_model_ids()]
+        return {"object": "list", "data": entries}
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         body = await read_body(request, CHAT_FIELDS, required=("model", "messages"))
-        job = engine.prepare_chat(body["model"], body["messages"], **generation_options(body))
+        job = engine.prepare_chat(body["model"], body["messages"], retrieval=body.get("retrieval"),
+                                  **generation_options(body))
         return await answer(request, job, body, chat=True)
 
     @app.post("/v1/completions")
@@ -121,8 +129,12 @@ def create_app(engine: GenerationEngine, api_key: str | None = None, web_page: b
         choice = ({"index": 0, "message": {"role": "assistant", "content": text}} if chat else
                   {"index": 0, "text": text})
         choice.update(finish_reason=job.finish_reason, logprobs=None)
-        return {"id": ident, "object": "chat.completion" if chat else "text_completion", "created": int(time.time()),
-                "model": job.model_id, "choices": [choice], "usage": job.usage()}
+        response = {"id": ident, "object": "chat.completion" if chat else "text_completion",
+                    "created": int(time.time()), "model": job.model_id, "choices": [choice], "usage": job.usage()}
+        if job.retrieval:  # the passages the answer was given, and the ones it cites ([n] -> file, page)
+            response["retrieval"] = {"passages": public_passages(job.passages),
+                                     "citations": citations(text, job.passages)}
+        return response
 
     async def collect(request: Request, job: Job) -> str:
         """The whole answer; if the client disconnects first, the job is dropped."""
@@ -157,14 +169,21 @@ def create_app(engine: GenerationEngine, api_key: str | None = None, web_page: b
                      "created": made, "model": job.model_id, "choices": [choice]}
             return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
 
+        parts: list[str] = []
         try:
             if chat:
                 first = json.loads(event("", None)[6:])
                 first["choices"][0]["delta"] = {"role": "assistant", "content": ""}
+                if job.retrieval:  # the passages come first, so a page can show them while the answer streams
+                    first["retrieval"] = {"passages": public_passages(job.passages)}
                 yield f"data: {json.dumps(first, ensure_ascii=False)}\n\n"
             async for delta in engine.results(job):
+                parts.append(delta)
                 yield event(delta, None)
-            yield event(None, job.finish_reason)
+            last = json.loads(event(None, job.finish_reason)[6:])
+            if job.retrieval:
+                last["retrieval"] = {"citations": citations("".join(parts), job.passages)}
+            yield f"data: {json.dumps(last, ensure_ascii=False)}\n\n"
             if usage:
                 chunk = {"id": ident, "object": "chat.completion.chunk" if chat else "text_completion",
                          "created": made, "model": job.model_id, "choices": [], "usage": job.usage()}

@@ -1,7 +1,7 @@
 """The generation engine behind the server: one base, its adapters, and requests batched together.
 
 Requests wait in a bounded queue (full: QueueFullError at once). One worker thread takes them into a
-DecodeBatch (utils/generation.py) up to `max_batch_size` rows, after waiting `batch_window_ms` for company;
+DecodeBatch (utils/serving/decoder.py) up to `max_batch_size` rows, after waiting `batch_window_ms` for company;
 newcomers join a running batch between steps, and rows leave as they finish, so short answers do not wait
 for long ones. Rows for different adapters and for the base share each forward pass (PEFT's
 `adapter_names`); no request ever switches the model's active adapter. The event loop only hands requests
@@ -17,16 +17,18 @@ import time
 from pathlib import Path
 
 from utils import settings
-from utils.adapters import load_adapter, trained_template
+from utils.adapters import inference_prompter, load_adapter
 from utils.errors import CornucopiaError
-from utils.generation import DecodeBatch, DecodeRow
-from utils.loading import inference_dtype, load_base_model, load_tokenizer, pick_device
-from utils.prompter import CHAT_TEMPLATE, Prompter
+from utils.serving.decoder import DecodeBatch, DecodeRow
+from utils.loading import compute_dtype, load_base_model, load_tokenizer, pick_device
+from utils.retrieval.answer import passages_input
+from utils.retrieval.index import open_or_create
 from utils.settings import GenerationSettings
 
 logger = logging.getLogger(__name__)
 
 ROLES = ("system", "user", "assistant")
+DOCS_SUFFIX = "+docs"  # a model id asking over the server's documents
 
 
 class ServingError(CornucopiaError):
@@ -90,6 +92,8 @@ class Job:
     def __init__(self, model_id: str, row: DecodeRow):
         self.model_id, self.row = model_id, row
         row.owner = self
+        self.passages: list[dict] = []  # retrieved for this request (utils/retrieval)
+        self.retrieval = False
         self.loop: asyncio.AbstractEventLoop | None = None
         self.events: asyncio.Queue | None = None
         self.cancelled = False
@@ -128,27 +132,31 @@ class GenerationEngine:
     def __init__(self, model, tokenizer, base_id: str, adapters: dict[str, str] | None = None,
                  prompt_template: str = "", context_len: int = 0, max_batch_size: int = 16,
                  batch_window_ms: float = 10, queue_size: int = 64,
-                 generation: GenerationSettings = settings.GENERATION):
+                 generation: GenerationSettings = settings.GENERATION, index_dir: str = "", index_top_k: int = 3):
         if max_batch_size < 1 or queue_size < 1 or batch_window_ms < 0:
             raise BadRequestError("--max_batch_size and --queue_size must be at least 1, --batch_window_ms not negative")
         self.model, self.tokenizer, self.base_id = model, tokenizer, base_id
         self.adapters = dict(adapters or {})
-        base_template = prompt_template or (CHAT_TEMPLATE if getattr(tokenizer, "chat_template", None)
-                                            else settings.PROMPT_TEMPLATE)
-        self.prompters = {base_id: Prompter(base_template, tokenizer)}
+        self.prompters = {base_id: inference_prompter(tokenizer, prompt_template, prefer_chat=True)}
         for name, path in self.adapters.items():
-            self.prompters[name] = Prompter(trained_template(path), tokenizer)
+            self.prompters[name] = inference_prompter(tokenizer, lora_weights=path)
         self.context_len = context_len or int(getattr(model.config, "max_position_embeddings", 0) or 2048)
         self.max_batch_size, self.batch_window = max_batch_size, batch_window_ms / 1000
         # Requests that leave a setting out get it from here (the same object infer and compare start from).
         self.defaults = generation
+        # The user's documents (utils/retrieval): an existing index is loaded, a new folder starts empty.
+        self.index_dir, self.index_top_k = index_dir, index_top_k
+        self.index = open_or_create(index_dir) if index_dir else None
+        self._index_lock = threading.Lock()
         self.batch = DecodeBatch(model, tokenizer)
+        # what batching did since start: the most rows decoded together, and rows that joined a running batch
+        self.stats = {"max_rows": 0, "joined_running_batch": 0}
         self._queue: queue.Queue[Job] = queue.Queue(maxsize=queue_size)
         self._closing = threading.Event()
         self._worker = threading.Thread(target=self._work, name="generation", daemon=True)
         self._worker.start()
         logger.info("Serving %s (template %s) and %d adapter(s) %s; batches of up to %d, queue of %d, context %d",
-                    base_id, base_template, len(self.adapters),
+                    base_id, self.prompters[base_id].template_name, len(self.adapters),
                     {n: self.prompters[n].template_name for n in self.adapters}, max_batch_size, queue_size,
                     self.context_len)
 
@@ -159,7 +167,7 @@ class GenerationEngine:
         adapters = parse_adapters(lora_weights)
         tokenizer = load_tokenizer(base_model, padding_side="left", trust_remote_code=trust_remote_code)
         model = load_base_model(base_model, load_8bit=load_8bit, load_4bit=load_4bit,
-                                dtype=inference_dtype(bf16, pick_device()),
+                                dtype=compute_dtype(pick_device(), bf16),
                                 trust_remote_code=trust_remote_code)
         base_id = Path(base_model.rstrip("/")).name
         if base_id in adapters:
@@ -175,18 +183,66 @@ class GenerationEngine:
         """The base's id first, then the adapters' names."""
         return [self.base_id, *self.adapters]
 
+    def docs_model_ids(self) -> list[str]:
+        """With a document index, each model again as MODEL+docs: the same model, answering over the documents."""
+        return [m + DOCS_SUFFIX for m in self.model_ids()] if self.index is not None else []
+
     def queued(self) -> int:
         return self._queue.qsize()
 
     def running(self) -> int:
         return len(self.batch.rows)
 
-    def prepare_chat(self, model: str, messages: list[dict], **options) -> Job:
-        """A job for a conversation, rendered as `model` was trained to read it (checks everything first)."""
+    def prepare_chat(self, model: str, messages: list[dict], retrieval=None, **options) -> Job:
+        """A job for a conversation, rendered as `model` was trained to read it (checks everything first).
+
+        RETRIEVAL (an object {"top_k": K}, or True; also a model id ending in +docs) asks over the passages the last
+        question retrieves from the server's document index; the job keeps them (`job.passages`)."""
+        requested = model
+        model, top_k = self._retrieval_request(model, retrieval)
         self._check_model(model)
         prompter = self.prompters[model]
-        return self._job(model, self.render_chat(model, messages), "messages", template_stop=prompter.stop_markers(),
-                         stop_token_ids=prompter.stop_token_ids(), **options)
+        passages = []
+        if top_k and isinstance(messages, list) and messages and isinstance(messages[-1], dict):
+            passages = self.retrieve(_text_of(messages[-1].get("content"), len(messages) - 1), top_k)
+        background = passages_input(passages) if passages else ""
+        job = self._job(model, self.render_chat(model, messages, background), "messages",
+                        template_stop=prompter.stop_markers(), stop_token_ids=prompter.stop_token_ids(), **options)
+        job.passages, job.retrieval, job.model_id = passages, bool(top_k), requested
+        return job
+
+    # ---- documents -------------------------------------------------------------------------------------------
+
+    def _retrieval_request(self, model, retrieval) -> tuple[str, int]:
+        """(the model id without +docs, passages to retrieve: 0 = none)."""
+        wanted = retrieval not in (None, False)
+        if isinstance(model, str) and model.endswith(DOCS_SUFFIX):
+            model, wanted = model[:-len(DOCS_SUFFIX)], True
+        if not wanted:
+            return model, 0
+        if self.index is None:
+            raise BadRequestError("this server has no document index: start it with --index_dir DIR", "retrieval")
+        top_k = self.index_top_k
+        if isinstance(retrieval, dict):
+            top_k = retrieval.get("top_k", top_k)
+            if not _is_int(top_k) or not 1 <= top_k <= 20:
+                raise BadRequestError(f"'retrieval.top_k' must be an integer from 1 to 20, got {top_k!r}", "retrieval")
+        elif retrieval not in (None, True):
+            raise BadRequestError("'retrieval' must be true or an object such as {\"top_k\": 3}", "retrieval")
+        return model, top_k
+
+    def retrieve(self, question: str, top_k: int) -> list[dict]:
+        with self._index_lock:
+            return self.index.search(question, top_k)
+
+    def add_documents(self, paths) -> dict:
+        """Index more files into the server's index and save it (the next question can use them)."""
+        if self.index is None:
+            raise BadRequestError("this server has no document index: start it with --index_dir DIR")
+        with self._index_lock:
+            summary = self.index.update(paths, progress=False)
+            self.index.save(self.index_dir)
+        return summary
 
     def prepare_completion(self, model: str, prompt: str, **options) -> Job:
         """A job that continues a raw prompt."""
@@ -242,8 +298,11 @@ class GenerationEngine:
             raise ModelNotFoundError(f"The model '{model}' does not exist. Available models: "
                                      f"{', '.join(self.model_ids())}", "model", "model_not_found")
 
-    def render_chat(self, model: str, messages: list[dict]) -> str:
-        """The prompt text for a conversation; adapters get their training template, history included."""
+    def render_chat(self, model: str, messages: list[dict], background: str = "") -> str:
+        """The prompt text for a conversation; adapters get their training template, history included.
+
+        BACKGROUND (retrieved passages) goes with the last question: into the template's input slot, or after the
+        question in a chat template (as utils.prompter renders an input)."""
         if not isinstance(messages, list) or not messages:
             raise BadRequestError("'messages' must be a non-empty list", "messages")
         turns = []
@@ -257,6 +316,8 @@ class GenerationEngine:
             turns.append({"role": role, "content": _text_of(message.get("content"), k)})
         prompter = self.prompters[model]
         if model == self.base_id and prompter.template is None:
+            if background and turns[-1]["role"] == "user":
+                turns[-1] = {"role": "user", "content": f"{turns[-1]['content']}\n\n{background}"}
             # The base with its own chat template: the conversation as it is, system prompt included.
             return self.tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
         # Training records have no system turn (utils/data drops it), so neither does the prompt.
@@ -265,7 +326,7 @@ class GenerationEngine:
                                                  for k, t in enumerate(talk)):
             raise BadRequestError("messages must alternate user and assistant turns and end with a user turn "
                                   "(after any system messages)", "messages")
-        record = {"instruction": talk[-1]["content"], "input": "",
+        record = {"instruction": talk[-1]["content"], "input": background,
                   "history": [[talk[k]["content"], talk[k + 1]["content"]] for k in range(0, len(talk) - 1, 2)]}
         return prompter.prompt_for(record, self.tokenizer.eos_token or "")
 
@@ -354,6 +415,8 @@ class GenerationEngine:
                 newcomers = self._take(free, None)
             elif free > 0 and batch.can_join():
                 newcomers = self._take(free, 0)
+            if newcomers and batch.rows:
+                self.stats["joined_running_batch"] += len(newcomers)
             try:
                 events = batch.add([job.row for job in newcomers]) if newcomers else []
                 if batch.rows and not newcomers:
@@ -364,6 +427,7 @@ class GenerationEngine:
                     row.owner._send("error", f"{type(err).__name__}: {err}")
                 batch.keep([])
                 continue
+            self.stats["max_rows"] = max(self.stats["max_rows"], len(batch.rows))
             now = time.perf_counter()
             for row, delta in events:
                 job = row.owner

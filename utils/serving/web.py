@@ -6,6 +6,8 @@ are batched together, and no second model is loaded):
 - Side by side: one question sent to two models at once (the base and an adapter, or two
   adapters), both answers streamed next to each other: the original project's comparison
   table, live. Each side keeps its own conversation, so follow-up questions work too.
+- 文档问答 (with serve.py --index_dir): upload files into the document index, ask, and see the answer with
+  the passages it was given, the cited ones marked with their file and page.
 """
 from __future__ import annotations
 
@@ -100,6 +102,64 @@ async def stream_side_by_side(engine, models: tuple[str, str], system: str, hist
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def sources_markdown(passages: list[dict], cited: list[dict]) -> str:
+    """The passages an answer was given, cited ones first and marked, each with its file and page."""
+    if not passages:
+        return "（没有检索到相关段落 No passage found）"
+    numbers = [c["n"] for c in cited]
+    order = numbers + [p["n"] for p in passages if p["n"] not in numbers]
+    lines = []
+    for n in order:
+        p = passages[n - 1]
+        mark = "**引用 cited**" if n in numbers else "未引用 not cited"
+        lines.append(f"**[{n}]** {os.path.basename(p['file'])} 第{p['page']}页 · {mark}\n\n> {p['text']}")
+    return "\n\n".join(lines)
+
+
+async def ask_documents(engine, model: str, question: str, settings: dict):
+    """Yield (answer so far, sources Markdown) while the answer over the retrieved passages streams."""
+    import gradio as gr
+
+    from utils.retrieval.answer import citations, public_passages
+
+    try:
+        job = engine.prepare_chat(model, [{"role": "user", "content": question}], retrieval={"top_k": engine.index_top_k},
+                                  **settings)
+        engine.submit(job)
+    except CornucopiaError as err:
+        raise gr.Error(str(err)) from err
+    passages = public_passages(job.passages)
+    answer = ""
+    yield answer, sources_markdown(passages, [])
+    async with contextlib.aclosing(engine.results(job)) as stream:
+        async for delta in stream:
+            answer += delta
+            yield answer, sources_markdown(passages, [])
+    yield answer, sources_markdown(passages, citations(answer, job.passages))
+
+
+def add_uploads(engine, files) -> str:
+    """Copy uploaded files next to the index (they must outlive the upload) and index them; a one-line report."""
+    import shutil
+    from pathlib import Path
+
+    if not files:
+        return "请先选择文件 Choose files first"
+    uploads = Path(engine.index_dir) / "uploads"
+    uploads.mkdir(parents=True, exist_ok=True)
+    kept = []
+    for item in files:
+        source = Path(getattr(item, "name", item))
+        target = uploads / source.name
+        shutil.copyfile(source, target)
+        kept.append(target)
+    summary = engine.add_documents(kept)
+    added = len(summary["added"]) + len(summary["changed"])
+    report = f"已加入 {added} 个文件，索引共 {summary['chunks']} 段 · indexed {added} file(s), {summary['chunks']} chunks"
+    problems = list(summary["failed"].values()) + summary["warnings"]
+    return report + "".join(f"\n\n⚠ {p}" for p in problems)
 
 
 def build_chat_page(engine):
@@ -199,6 +259,36 @@ def build_chat_page(engine):
         for side in (model_a, model_b):
             side.change(lambda a, b: (gr.Chatbot(value=[], label=a), gr.Chatbot(value=[], label=b), [], []),
                         [model_a, model_b], [box_a, box_b, history_a, history_b], cancels=events2)
+        if engine.index is not None:
+            with gr.Tab("文档问答 Documents", elem_id="tab-docs"):
+                with gr.Row():
+                    uploads = gr.File(label="上传文档 Upload documents (PDF, DOCX, HTML, TXT, MD, JSONL)",
+                                      file_count="multiple", elem_id="docs-files", scale=4)
+                    add = gr.Button("加入索引 Add to the index", elem_id="docs-add", scale=1)
+                status = gr.Markdown(elem_id="docs-status")
+                doc_model = gr.Dropdown(ids, value=other, label="模型 Model", elem_id="docs-model")
+                with gr.Row():
+                    doc_question = gr.Textbox(placeholder="就文档提问 Ask about your documents…", show_label=False,
+                                              scale=5, elem_id="docs-input")
+                    doc_send = gr.Button("提问 Ask", variant="primary", scale=1, elem_id="docs-send")
+                doc_answer = gr.Markdown(elem_id="docs-answer")
+                doc_sources = gr.Markdown(elem_id="docs-sources")
+                _, doc_tokens, doc_temperature, doc_top_p, doc_penalty, doc_ngram = settings_panel("docs")
+
+            add.click(lambda files: add_uploads(engine, files), [uploads], [status])
+
+            async def ask(model, question, max_tokens, temperature, top_p, penalty, ngram):
+                question = (question or "").strip()
+                if not question:
+                    yield "", ""
+                    return
+                async for answer, sources in ask_documents(engine, model, question,
+                                                           _settings(max_tokens, temperature, top_p, penalty, ngram)):
+                    yield answer, sources
+
+            doc_inputs = [doc_model, doc_question, doc_tokens, doc_temperature, doc_top_p, doc_penalty, doc_ngram]
+            doc_send.click(ask, doc_inputs, [doc_answer, doc_sources])
+            doc_question.submit(ask, doc_inputs, [doc_answer, doc_sources])
     page.queue(default_concurrency_limit=None)  # the engine bounds concurrency; the page must not serialize users
     return page
 
